@@ -1,0 +1,415 @@
+"""Frozen values shared by every stage: manifest accounts, observed facts, the plan.
+
+The pipeline reads: manifest -> (accounts) ; Vault metadata -> (SecretVersion) ;
+Nylas -> (Grant) ; state backend -> (Inventory) ; planner -> Plan ; executor -> ApplyResult.
+Nothing in this module performs I/O, and no value here ever holds a secret.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
+
+
+class Provider(str, enum.Enum):
+    """A Nylas provider that `POST /v3/connect/custom` accepts."""
+
+    GOOGLE = "google"
+    MICROSOFT = "microsoft"
+    YAHOO = "yahoo"
+    ZOOM = "zoom"
+    IMAP = "imap"
+    ICLOUD = "icloud"
+    EWS = "ews"
+
+    @property
+    def uses_refresh_token(self) -> bool:
+        return self in OAUTH_PROVIDERS
+
+
+OAUTH_PROVIDERS = frozenset({Provider.GOOGLE, Provider.MICROSOFT, Provider.YAHOO, Provider.ZOOM})
+
+# Keys each provider's Vault secret must hold (all non-empty), and keys it may hold.
+# Source: the Nylas v3 `POST /v3/connect/custom` request variants per provider.
+REQUIRED_SECRET_KEYS: Mapping[Provider, tuple[str, ...]] = MappingProxyType(
+    {
+        Provider.GOOGLE: ("refresh_token",),
+        Provider.MICROSOFT: ("refresh_token",),
+        Provider.YAHOO: ("refresh_token",),
+        Provider.ZOOM: ("refresh_token",),
+        Provider.IMAP: (
+            "imap_username",
+            "imap_password",
+            "imap_host",
+            "imap_port",
+            "smtp_host",
+            "smtp_port",
+        ),
+        Provider.ICLOUD: ("username", "password"),
+        Provider.EWS: ("email", "ews_username", "ews_password"),
+    }
+)
+OPTIONAL_SECRET_KEYS: Mapping[Provider, tuple[str, ...]] = MappingProxyType(
+    {
+        Provider.GOOGLE: (),
+        Provider.MICROSOFT: (),
+        Provider.YAHOO: (),
+        Provider.ZOOM: (),
+        Provider.IMAP: ("smtp_username", "smtp_password"),
+        Provider.ICLOUD: (),
+        Provider.EWS: ("ews_host", "ews_port"),
+    }
+)
+# Settings keys whose values are integers in the connect request body.
+INTEGER_SECRET_KEYS = frozenset({"imap_port", "smtp_port", "ews_port"})
+
+
+class Ensure(str, enum.Enum):
+    """Whether an account's grant must exist (`present`) or be revoked (`absent`)."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+
+
+class Region(str, enum.Enum):
+    """A Nylas data region; the only two a manifest may name."""
+
+    US = "us"
+    EU = "eu"
+
+
+@dataclass(frozen=True)
+class Account:
+    """One manifest entry: a mailbox that must (or must no longer) hold a grant.
+
+    `secret_path` is relative to the KV mount with the manifest's `path_prefix` already
+    applied, e.g. `nylas/prod/leyah`. `scopes` are the scopes the grant must carry; an
+    empty tuple means "whatever the connector grants by default".
+    """
+
+    name: str
+    email: str
+    provider: Provider
+    secret_path: str
+    scopes: tuple[str, ...] = ()
+    ensure: Ensure = Ensure.PRESENT
+    protect: bool = False
+    credential_id: str | None = None
+    # 1-based line of the entry in the manifest file, for messages; 0 when unknown.
+    line: int = 0
+
+    @property
+    def email_key(self) -> str:
+        """Return the case-folded email that grant matching uses."""
+        return self.email.casefold()
+
+
+@dataclass(frozen=True)
+class RemovedAccount:
+    """An entry under `removed:`: stop managing `name`, revoking its grant only if `destroy`."""
+
+    name: str
+    destroy: bool = False
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """Where account secrets live: a KV mount, its version, and a prefix for every path."""
+
+    mount: str = "secret"
+    path_prefix: str = ""
+    kv_version: int = 2
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """Which state backend holds the inventory and lock, and where."""
+
+    backend: str = "local"  # "local" | "vault"
+    path: str = ".grantctl/state.json"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Safety limits a plan must respect."""
+
+    max_deletes: int = 5
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A loaded, validated manifest; `digest` is the SHA-256 of the file's bytes."""
+
+    path: str
+    digest: str
+    version: int
+    region: Region
+    vault: VaultSettings
+    state: StateSettings
+    policy: Policy
+    accounts: tuple[Account, ...]
+    removed: tuple[RemovedAccount, ...] = ()
+
+    def account(self, name: str) -> Account | None:
+        """Return the account called `name`, or None."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        return None
+
+
+class SecretState(str, enum.Enum):
+    """What Vault metadata says about an account's secret path."""
+
+    PRESENT = "present"
+    MISSING = "missing"  # the path never existed, or its metadata was deleted
+    DELETED = "deleted"  # the current version is soft-deleted
+    DESTROYED = "destroyed"  # the current version is destroyed
+    DENIED = "denied"  # the identity may not read the metadata (403)
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """Vault metadata for one secret path: no value, only its current version and state.
+
+    `version` is the KV v2 current version; KV v1 has no versions, so it is None there and
+    rotation is not detectable from metadata.
+    """
+
+    path: str
+    state: SecretState
+    version: int | None = None
+    updated_time: str | None = None
+    detail: str = ""
+
+
+class GrantStatus(str, enum.Enum):
+    """`grant_status` of a Nylas grant; `invalid` means expired until re-authenticated."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A Nylas grant as listed by `GET /v3/grants`, reduced to what planning uses."""
+
+    id: str
+    provider: str
+    email: str
+    status: GrantStatus
+    scopes: tuple[str, ...] = ()
+    created_at: int = 0
+    updated_at: int | None = None
+    credential_id: str | None = None
+
+    @property
+    def email_key(self) -> str:
+        return self.email.casefold()
+
+
+@dataclass(frozen=True)
+class InventoryEntry:
+    """What grantctl remembers about an account it manages.
+
+    `vault_version_sent` is the secret version last sent successfully in a connect; None
+    for an adopted grant whose token grantctl never sent. `failures` counts consecutive
+    failed applies; `quarantined` is set when it reaches the quarantine threshold.
+    """
+
+    name: str
+    grant_id: str
+    provider: str
+    email: str
+    vault_path: str
+    vault_version_sent: int | None = None
+    protect: bool = False
+    credential_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    updated_at: str = ""  # ISO 8601 UTC time of the last change recorded
+    failures: int = 0
+    quarantined: bool = False
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The set of managed accounts, versioned like Terraform state.
+
+    `lineage` is a random id fixed when the inventory is first created; `serial` grows by
+    one on every write. A plan records both so apply can reject a stale plan.
+    """
+
+    lineage: str
+    serial: int
+    entries: Mapping[str, InventoryEntry] = field(default_factory=lambda: EMPTY_MAPPING)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.entries
+
+
+class Action(str, enum.Enum):
+    """The closed vocabulary of changes a plan can hold."""
+
+    CONNECT = "connect"
+    RECONNECT = "reconnect"
+    ADOPT = "adopt"
+    DELETE = "delete"
+    FORGET = "forget"
+    NOOP = "no-op"
+
+
+class Reason(str, enum.Enum):
+    """Stable machine codes for why a change was planned."""
+
+    NOT_CONNECTED = "not_connected"
+    GRANT_DELETED_OUTSIDE = "grant_deleted_outside"
+    GRANT_INVALID = "grant_invalid"
+    SECRET_ROTATED = "secret_rotated"
+    SETTINGS_CHANGED = "settings_changed"
+    REPLACE_REQUESTED = "replace_requested"
+    GRANT_NOT_IN_INVENTORY = "grant_not_in_inventory"
+    ENSURE_ABSENT = "ensure_absent"
+    REMOVED_FROM_MANIFEST = "removed_from_manifest"
+    REMOVED_DESTROY = "removed_destroy"
+    REMOVED_KEEP_GRANT = "removed_keep_grant"
+    IN_SYNC = "in_sync"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One planned change to one account.
+
+    `before` and `after` hold the non-secret attributes of the grant/inventory entry
+    before and after the change (None when the object does not exist on that side).
+    `vault_version` is the secret version apply must read; None when no secret is sent.
+    """
+
+    account: str
+    action: Action
+    reason: Reason
+    message: str
+    provider: str
+    email: str
+    grant_id: str | None = None
+    vault_path: str | None = None
+    vault_version: int | None = None
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+
+    @property
+    def will_change(self) -> bool:
+        return self.action is not Action.NOOP
+
+
+class ErrorCode(str, enum.Enum):
+    """Stable machine codes for problems that apply cannot fix."""
+
+    SECRET_MISSING = "secret_missing"
+    SECRET_DELETED = "secret_deleted"
+    SECRET_DESTROYED = "secret_destroyed"
+    SECRET_DENIED = "secret_denied"
+    SCOPES_MISSING = "scopes_missing"
+    PROTECTED_DELETE = "protected_delete"
+    TOO_MANY_DELETES = "too_many_deletes"
+    DELETES_EVERYTHING = "deletes_everything"
+    DUPLICATE_GRANTS = "duplicate_grants"
+    PROVIDER_CHANGED = "provider_changed"
+    UNKNOWN_ACCOUNT = "unknown_account"
+
+
+@dataclass(frozen=True)
+class PlanError:
+    """A problem that makes a plan non-applyable; `account` is None for plan-wide errors."""
+
+    code: ErrorCode
+    account: str | None
+    message: str
+    next_step: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What planning saw for one account, so apply can detect that the world moved."""
+
+    account: str
+    vault_path: str | None
+    vault_version: int | None
+    grant_id: str | None
+    grant_status: str | None
+    grant_updated_at: int | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The planner's output: pure data, serialized to JSON and rendered to text from the same
+    structure. `changes` holds one entry per account considered, no-ops included, sorted by
+    account name; `unmanaged` holds grants that match no account and no inventory entry.
+    """
+
+    changes: tuple[Change, ...]
+    errors: tuple[PlanError, ...] = ()
+    warnings: tuple[str, ...] = ()
+    unmanaged: tuple[Grant, ...] = ()
+    observations: tuple[Observation, ...] = ()
+    manifest_digest: str = ""
+    inventory_lineage: str = ""
+    inventory_serial: int = 0
+    inventory_empty: bool = True
+    partial: bool = False
+
+    @property
+    def applyable(self) -> bool:
+        return not self.errors
+
+    @property
+    def has_changes(self) -> bool:
+        return any(change.will_change for change in self.changes)
+
+    def count(self, action: Action) -> int:
+        """Return how many changes carry `action`."""
+        return sum(1 for change in self.changes if change.action is action)
+
+
+class Outcome(str, enum.Enum):
+    """How one change ended during apply."""
+
+    DONE = "done"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not_attempted"
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """The result of applying one change; `request_id` is Nylas' id of the failing call."""
+
+    account: str
+    action: Action
+    outcome: Outcome
+    message: str = ""
+    grant_id: str | None = None
+    request_id: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def did_change(self) -> bool:
+        return self.outcome is Outcome.DONE and self.action is not Action.NOOP
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """Every change's result, in plan order."""
+
+    results: tuple[ChangeResult, ...]
+    interrupted: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for result in self.results if result.outcome is outcome)

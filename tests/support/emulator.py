@@ -1,0 +1,1 @@
+"""Fixture: Nylas emulator instances on free loopback ports (placeholder until built)."""
