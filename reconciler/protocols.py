@@ -32,6 +32,11 @@ class GrantsAPI(Protocol):
         """Return every grant of the application, paging to the end."""
         ...
 
+    def find_grants(self, email: str) -> list[Grant]:
+        """Return the grants whose email equals `email` case-insensitively (one filtered list
+        call); apply uses it to settle a connect whose outcome is unknown."""
+        ...
+
     def get_grant(self, grant_id: str) -> Grant | None:
         """Return one grant, or None when Nylas answers 404."""
         ...
