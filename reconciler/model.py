@@ -282,6 +282,9 @@ class Reason(str, enum.Enum):
     REMOVED_KEEP_GRANT = "removed_keep_grant"
     IN_SYNC = "in_sync"
     QUARANTINED = "quarantined"
+    # The grant lacks required scopes and the token that made it is unknown (an adopted
+    # grant), so sending the current Vault token may fix it.
+    SCOPES_MISSING = "scopes_missing"
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,8 @@ class ErrorCode(str, enum.Enum):
     DUPLICATE_GRANTS = "duplicate_grants"
     PROVIDER_CHANGED = "provider_changed"
     UNKNOWN_ACCOUNT = "unknown_account"
+    EMAIL_CHANGED = "email_changed"
+    UNMANAGED_DELETE = "unmanaged_delete"
 
 
 @dataclass(frozen=True)
@@ -346,6 +351,10 @@ class Observation:
     grant_id: str | None
     grant_status: str | None
     grant_updated_at: int | None
+    # The provider and email the account was matched by, so a later check can tell
+    # whether a grant appeared for it.
+    provider: str = ""
+    email: str = ""
 
 
 @dataclass(frozen=True)

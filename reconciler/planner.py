@@ -1,0 +1,292 @@
+"""The planner: a pure function from (manifest, inventory, Vault metadata, grants) to a `Plan`.
+
+It sits between the input readers (manifest loader, Vault metadata, the Nylas grant list, the
+state backend) and everything that consumes a plan (renderers, the plan file, the executor).
+It performs no I/O, reads no clock and draws no random numbers: the same inputs always give
+the same `Plan`, with changes sorted by account name.
+
+Decisions the executor relies on:
+- An account with an account-level error (secret unusable, duplicate grants, provider or
+  email changed, scopes a reconnect cannot add, protected delete, unmanaged grant to delete)
+  gets no change, only the error. Plan-wide errors (too many deletes, deleting everything)
+  keep the delete changes they refer to, so reviewers see what was refused.
+- An adopt's `after["vault_version"]` is the current Vault version: the executor records it
+  as the version sent, so a later rotation is detected. No secret is sent on adopt.
+- A no-op may still differ between `before` and `after` (for example `protect`); the
+  executor records `after` in the inventory for such accounts.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reconciler.model import (
+    Account,
+    Action,
+    Change,
+    Ensure,
+    ErrorCode,
+    Grant,
+    Inventory,
+    InventoryEntry,
+    Manifest,
+    Observation,
+    Plan,
+    PlanError,
+    SecretState,
+    SecretVersion,
+)
+from reconciler.planner_attrs import GrantIndex
+from reconciler.planner_decide import decide_present
+from reconciler.planner_removal import decide_absent, decide_inventory_only
+from reconciler.planner_safety import check_deletes, protected_delete_error, secret_error
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Choices from the command line that shape a plan.
+
+    `targets` and `excludes` are fnmatch globs on account names; `allow_deletes` replaces
+    `policy.max_deletes` when set; `retry_quarantined` plans quarantined accounts again.
+    """
+
+    replace: frozenset[str] = frozenset()
+    targets: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    allow_deletes: int | None = None
+    retry_quarantined: bool = False
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything `make_plan` was given, with the grants indexed."""
+
+    manifest: Manifest
+    inventory: Inventory
+    secrets: Mapping[str, SecretVersion]
+    index: GrantIndex
+    options: PlanOptions
+
+
+@dataclass
+class _Draft:
+    """The plan under construction."""
+
+    changes: list[Change] = field(default_factory=list)
+    errors: list[PlanError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    blocked_deletes: list[str] = field(default_factory=list)
+
+
+def make_plan(
+    manifest: Manifest,
+    inventory: Inventory,
+    secrets: Mapping[str, SecretVersion],
+    grants: Sequence[Grant],
+    options: PlanOptions = PlanOptions(),
+) -> Plan:
+    """Plan the changes that make the grants match the manifest.
+
+    `secrets` maps account names to their Vault metadata; an account without an entry is
+    treated as having a missing secret. `grants` is every grant of the application.
+    """
+    inputs = _Inputs(manifest, inventory, secrets, GrantIndex.build(grants), options)
+    draft = _Draft()
+    names = _all_names(manifest, inventory)
+    selected = _select(names, options, draft.warnings)
+    _check_replace(manifest, options, draft.errors)
+
+    for account in sorted(manifest.accounts, key=lambda item: item.name):
+        if account.name in selected:
+            _plan_account(inputs, account, draft)
+    _plan_inventory_only(inputs, selected, draft)
+
+    limit = (
+        options.allow_deletes if options.allow_deletes is not None else manifest.policy.max_deletes
+    )
+    draft.errors += check_deletes(
+        draft.changes, draft.blocked_deletes, inventory, limit, options.allow_deletes is not None
+    )
+    return Plan(
+        changes=tuple(sorted(draft.changes, key=lambda change: change.account)),
+        errors=tuple(sorted(draft.errors, key=_error_key)),
+        warnings=tuple(draft.warnings),
+        unmanaged=_unmanaged(manifest, inventory, grants),
+        observations=tuple(sorted(draft.observations, key=lambda item: item.account)),
+        manifest_digest=manifest.digest,
+        inventory_lineage=inventory.lineage,
+        inventory_serial=inventory.serial,
+        inventory_empty=inventory.is_empty,
+        partial=bool(options.targets or options.excludes),
+    )
+
+
+def _error_key(error: PlanError) -> tuple[str, str]:
+    # Plan-wide errors (no account) sort first.
+    return (error.account or "", error.code.value)
+
+
+def _all_names(manifest: Manifest, inventory: Inventory) -> list[str]:
+    names = {account.name for account in manifest.accounts}
+    names |= set(inventory.entries)
+    names |= {removed.name for removed in manifest.removed}
+    return sorted(names)
+
+
+def _select(names: Iterable[str], options: PlanOptions, warnings: list[str]) -> set[str]:
+    """Return the account names the plan considers, warning about a partial plan."""
+    names = list(names)
+    selected = set(names)
+    if options.targets:
+        selected = {n for n in names if any(fnmatch.fnmatchcase(n, t) for t in options.targets)}
+        for pattern in options.targets:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                warnings.append(f"--target {pattern!r} matches no account.")
+    for pattern in options.excludes:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            warnings.append(f"--exclude {pattern!r} matches no account.")
+        selected = {name for name in selected if not fnmatch.fnmatchcase(name, pattern)}
+    if options.targets or options.excludes:
+        left_out = len(names) - len(selected)
+        warnings.insert(
+            0,
+            f"This plan is partial: {len(selected)} of {len(names)} accounts were considered "
+            f"and {left_out} were left out by --target/--exclude. Their drift is not shown.",
+        )
+    return selected
+
+
+def _check_replace(manifest: Manifest, options: PlanOptions, errors: list[PlanError]) -> None:
+    present = {a.name for a in manifest.accounts if a.ensure is Ensure.PRESENT}
+    for name in sorted(options.replace - present):
+        errors.append(
+            PlanError(
+                ErrorCode.UNKNOWN_ACCOUNT,
+                name,
+                f"--replace names {name!r}, which is not an account with `ensure: present` "
+                "in the manifest.",
+                "check the spelling against the manifest's account names",
+            )
+        )
+
+
+def _plan_account(inputs: _Inputs, account: Account, draft: _Draft) -> None:
+    """Plan one manifest account, recording what was observed for it."""
+    entry = inputs.inventory.entries.get(account.name)
+    secret = inputs.secrets.get(account.name) or SecretVersion(
+        path=account.secret_path, state=SecretState.MISSING, detail="no metadata was read"
+    )
+    if account.ensure is Ensure.ABSENT:
+        decision = decide_absent(account, entry, inputs.index)
+    else:
+        decision = decide_present(
+            account,
+            entry,
+            secret,
+            inputs.index,
+            replace_names=inputs.options.replace,
+            retry_quarantined=inputs.options.retry_quarantined,
+        )
+    draft.observations.append(_observe(account, secret, decision.grant))
+    draft.warnings += decision.warnings
+    if decision.error is not None:
+        draft.errors.append(decision.error)
+        return
+    change = decision.change
+    if change is None:
+        return
+    if _needs_secret_check(change, secret):
+        draft.errors.append(secret_error(inputs.manifest, account, secret))
+        return
+    if change.action is Action.DELETE and _is_protected(entry, account):
+        draft.errors.append(
+            protected_delete_error(account.name, change.grant_id or "", change.reason)
+        )
+        draft.blocked_deletes.append(account.name)
+        return
+    draft.changes.append(change)
+
+
+def _needs_secret_check(change: Change, secret: SecretVersion) -> bool:
+    """Return whether `secret`'s state blocks `change`.
+
+    Connect and reconnect send the secret, so anything but `present` blocks them. Other
+    changes only need to know the current version, so only a denied read blocks them.
+    """
+    if change.action in (Action.CONNECT, Action.RECONNECT):
+        return secret.state is not SecretState.PRESENT
+    if change.action in (Action.ADOPT, Action.NOOP) and change.vault_path is not None:
+        return secret.state is SecretState.DENIED
+    return False
+
+
+def _is_protected(entry: InventoryEntry | None, account: Account | None) -> bool:
+    return bool((entry and entry.protect) or (account and account.protect))
+
+
+def _observe(account: Account, secret: SecretVersion, grant: Grant | None) -> Observation:
+    return Observation(
+        account=account.name,
+        vault_path=secret.path or account.secret_path,
+        vault_version=secret.version,
+        grant_id=grant.id if grant else None,
+        grant_status=grant.status.value if grant else None,
+        grant_updated_at=grant.updated_at if grant else None,
+        provider=account.provider.value,
+        email=account.email,
+    )
+
+
+def _plan_inventory_only(inputs: _Inputs, selected: set[str], draft: _Draft) -> None:
+    """Plan inventory entries whose account is no longer in `accounts:`."""
+    manifest, inventory, index = inputs.manifest, inputs.inventory, inputs.index
+    in_manifest = {account.name for account in manifest.accounts}
+    removed = {item.name: item for item in manifest.removed}
+    for name in sorted(set(inventory.entries) - in_manifest):
+        if name not in selected:
+            continue
+        entry = inventory.entries[name]
+        grant = index.by_id.get(entry.grant_id)
+        change = decide_inventory_only(entry, removed.get(name), grant)
+        draft.observations.append(_observe_entry(entry, grant))
+        if change.action is Action.DELETE and entry.protect:
+            draft.errors.append(protected_delete_error(name, entry.grant_id, change.reason))
+            draft.blocked_deletes.append(name)
+            continue
+        draft.changes.append(change)
+    for name in sorted(set(removed) - set(inventory.entries) - in_manifest):
+        if name in selected:
+            draft.warnings.append(
+                f"{name!r} is listed under `removed:` but grantctl does not manage it, so "
+                "there is nothing to do. The entry can be dropped from the manifest."
+            )
+
+
+def _observe_entry(entry: InventoryEntry, grant: Grant | None) -> Observation:
+    return Observation(
+        account=entry.name,
+        vault_path=entry.vault_path,
+        vault_version=None,
+        grant_id=grant.id if grant else None,
+        grant_status=grant.status.value if grant else None,
+        grant_updated_at=grant.updated_at if grant else None,
+        provider=entry.provider,
+        email=entry.email,
+    )
+
+
+def _unmanaged(
+    manifest: Manifest, inventory: Inventory, grants: Sequence[Grant]
+) -> tuple[Grant, ...]:
+    """Return grants that match no account and no inventory entry, sorted."""
+    managed_ids = {entry.grant_id for entry in inventory.entries.values()}
+    claimed = {(account.provider.value, account.email_key) for account in manifest.accounts}
+    unmanaged = [
+        grant
+        for grant in grants
+        if grant.id not in managed_ids and (grant.provider, grant.email_key) not in claimed
+    ]
+    return tuple(sorted(unmanaged, key=lambda grant: (grant.provider, grant.email_key, grant.id)))
