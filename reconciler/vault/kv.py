@@ -1,0 +1,248 @@
+"""Account secrets in a KV mount: metadata for plan and audit, data for apply.
+
+`VaultSecretStore` implements `reconciler.protocols.SecretStore`. Paths given to it are relative
+to the mount; the store builds the API routes itself (`<mount>/metadata/<path>` and
+`<mount>/data/<path>` on KV v2, `<mount>/<path>` on KV v1). Metadata reads never touch secret
+data, so plan and audit run with a policy that cannot read any token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+from reconciler.errors import VaultError, VaultPermissionError
+from reconciler.model import SecretState, SecretVersion, VaultSettings
+from reconciler.secrets import Secret
+from reconciler.vault.session import VaultSession
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARALLELISM = 10
+RERUN_PLAN_HINT = "run `grantctl plan` again so the plan pins the secret's current version"
+
+
+class VaultSecretStore:
+    """Reads account secrets from one KV v1 or v2 mount through a `VaultSession`."""
+
+    def __init__(
+        self,
+        session: VaultSession,
+        settings: VaultSettings,
+        parallelism: int = DEFAULT_PARALLELISM,
+    ) -> None:
+        if settings.kv_version not in (1, 2):
+            raise ValueError(f"kv_version must be 1 or 2, got {settings.kv_version}")
+        if parallelism < 1:
+            raise ValueError(f"parallelism must be at least 1, got {parallelism}")
+        self.session = session
+        self.settings = settings
+        self.mount = check_path(settings.mount, what="mount")
+        self.parallelism = parallelism
+
+    def data_path(self, path: str) -> str:
+        """Return the API path that reads the data of `path`."""
+        path = check_path(path)
+        if self.settings.kv_version == 1:
+            return f"{self.mount}/{path}"
+        return f"{self.mount}/data/{path}"
+
+    def metadata_path(self, path: str) -> str:
+        """Return the API path that reads the metadata of `path` (KV v2 only)."""
+        return f"{self.mount}/metadata/{check_path(path)}"
+
+    def read_metadata(self, path: str) -> SecretVersion:
+        """Return the state and current version of `path` without reading its data.
+
+        KV v1 has no metadata endpoint, so presence is decided by listing the parent folder,
+        which needs only the `list` capability there, and the version is None.
+        """
+        if self.settings.kv_version == 1:
+            return self._read_metadata_v1(path, {})
+        return self._read_metadata_v2(path)
+
+    def read_metadata_many(self, paths: Sequence[str]) -> dict[str, SecretVersion]:
+        """Return the metadata of every path, read concurrently by at most `parallelism` threads.
+
+        A denied path is reported as DENIED in its entry. Errors that concern the whole run
+        (invalid token, sealed or unreachable Vault) are raised.
+        """
+        unique_paths = list(dict.fromkeys(paths))
+        if not unique_paths:
+            return {}
+        # KV v1 listings are shared, so a folder of a thousand accounts is listed once.
+        listings: dict[str, frozenset[str] | VaultPermissionError] = {}
+        if self.settings.kv_version == 1:
+            for parent in {_parent(check_path(path)) for path in unique_paths}:
+                listings[parent] = self._list_folder(parent)
+        workers = min(self.parallelism, len(unique_paths))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vault-metadata") as pool:
+            if self.settings.kv_version == 1:
+                results = pool.map(
+                    lambda path: self._read_metadata_v1(path, listings), unique_paths
+                )
+            else:
+                results = pool.map(self._read_metadata_v2, unique_paths)
+            return dict(zip(unique_paths, results, strict=True))
+
+    def read_secret(self, path: str, version: int | None) -> dict[str, Secret]:
+        """Return the data of `path` at `version` (None: current), each value a `Secret`.
+
+        Values that are not strings in Vault (such as a port stored as a JSON number) are
+        wrapped as their JSON text, so `993` becomes `Secret("993")`. KV v1 ignores
+        `version`. A pinned version deleted or destroyed since the plan raises `VaultError`.
+        """
+        api_path = self.data_path(path)
+        params = {"version": str(version)} if version is not None and self._versioned else None
+        response = self.session.request("GET", api_path, params=params, capability="read")
+        if response.status == 404:
+            raise self._missing_data_error(path, api_path, version, response.body)
+        data = response.body.get("data")
+        if self._versioned:
+            data = data.get("data") if isinstance(data, Mapping) else None
+        if not isinstance(data, Mapping):
+            raise VaultError(
+                f"Vault returned no data for {api_path}", path=api_path, hint=RERUN_PLAN_HINT
+            )
+        return {str(key): _wrap(value) for key, value in data.items()}
+
+    @property
+    def _versioned(self) -> bool:
+        return self.settings.kv_version == 2
+
+    def _read_metadata_v2(self, path: str) -> SecretVersion:
+        api_path = self.metadata_path(path)
+        try:
+            response = self.session.request("GET", api_path, capability="read")
+        except VaultPermissionError as exc:
+            return _denied(path, exc)
+        if response.status == 404:
+            return SecretVersion(
+                path=path, state=SecretState.MISSING, detail=f"{api_path} not found"
+            )
+        metadata = response.body.get("data")
+        if not isinstance(metadata, Mapping):
+            raise VaultError(f"Vault returned no metadata for {api_path}", path=api_path)
+        return version_from_metadata(path, metadata)
+
+    def _read_metadata_v1(
+        self, path: str, listings: dict[str, frozenset[str] | VaultPermissionError]
+    ) -> SecretVersion:
+        relative = check_path(path)
+        parent = _parent(relative)
+        listing = listings.get(parent)
+        if listing is None:
+            listing = self._list_folder(parent)
+        if isinstance(listing, VaultPermissionError):
+            return _denied(path, listing)
+        name = relative.rsplit("/", 1)[-1]
+        if name in listing:
+            return SecretVersion(path=path, state=SecretState.PRESENT)
+        where = f"{self.mount}/{parent}" if parent else self.mount
+        return SecretVersion(
+            path=path, state=SecretState.MISSING, detail=f"{name} is not listed in {where}/"
+        )
+
+    def _list_folder(self, parent: str) -> frozenset[str] | VaultPermissionError:
+        api_path = f"{self.mount}/{parent}/" if parent else f"{self.mount}/"
+        try:
+            response = self.session.request("LIST", api_path, capability="list")
+        except VaultPermissionError as exc:
+            return exc
+        if response.status == 404:
+            return frozenset()  # an empty folder does not exist in KV
+        keys = (response.body.get("data") or {}).get("keys") or []
+        return frozenset(str(key) for key in keys)
+
+    def _missing_data_error(
+        self, path: str, api_path: str, version: int | None, body: Mapping[str, Any]
+    ) -> VaultError:
+        # KV v2 answers 404 for a deleted or destroyed version and still returns its metadata.
+        metadata = (body.get("data") or {}).get("metadata") or {}
+        which = f"version {version} of {api_path}" if version is not None else api_path
+        if metadata.get("destroyed"):
+            return VaultError(f"{which} was destroyed", path=api_path, hint=RERUN_PLAN_HINT)
+        if metadata.get("deletion_time"):
+            return VaultError(
+                f"{which} was deleted",
+                path=api_path,
+                hint=f"undelete it (bao kv undelete) or {RERUN_PLAN_HINT}",
+            )
+        return VaultError(f"{which} was not found", path=api_path, hint=RERUN_PLAN_HINT)
+
+
+def version_from_metadata(path: str, metadata: Mapping[str, Any]) -> SecretVersion:
+    """Return the `SecretVersion` that a KV v2 metadata document describes."""
+    current = int(metadata.get("current_version") or 0)
+    updated = metadata.get("updated_time") or None
+    versions = metadata.get("versions") or {}
+    entry = versions.get(str(current)) if isinstance(versions, Mapping) else None
+    if current == 0 or not isinstance(entry, Mapping):
+        return SecretVersion(path=path, state=SecretState.MISSING, detail="no version is stored")
+    if entry.get("destroyed"):
+        state = SecretState.DESTROYED
+        detail = f"version {current} is destroyed"
+    elif _is_past(entry.get("deletion_time")):
+        state = SecretState.DELETED
+        detail = f"version {current} is deleted"
+    else:
+        state = SecretState.PRESENT
+        detail = ""
+    return SecretVersion(
+        path=path, state=state, version=current, updated_time=updated, detail=detail
+    )
+
+
+def check_path(path: str, *, what: str = "secret path") -> str:
+    """Return `path` without outer slashes; reject empty, `.` or `..` segments and `?`/`#`."""
+    stripped = path.strip("/")
+    segments = stripped.split("/")
+    if not stripped or any(segment in ("", ".", "..") for segment in segments):
+        raise VaultError(f"invalid Vault {what} {path!r}: empty, '.' or '..' segment", path=path)
+    if any(character in stripped for character in "?#%\\") or not stripped.isprintable():
+        raise VaultError(f"invalid Vault {what} {path!r}: unsupported character", path=path)
+    return stripped
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def _denied(path: str, exc: VaultPermissionError) -> SecretVersion:
+    detail = f'permission denied: grant "{exc.capability}" on "{exc.path}"'
+    return SecretVersion(path=path, state=SecretState.DENIED, detail=detail)
+
+
+def _wrap(value: object) -> Secret:
+    if isinstance(value, str):
+        return Secret(value)
+    if value is None:
+        return Secret("")
+    return Secret(json.dumps(value, separators=(",", ":")))
+
+
+def _is_past(timestamp: object) -> bool:
+    # KV v2 sets deletion_time in the future when delete_version_after schedules a deletion.
+    if not isinstance(timestamp, str) or not timestamp:
+        return False
+    moment = parse_vault_time(timestamp)
+    return moment is None or moment <= datetime.now(timezone.utc)
+
+
+def parse_vault_time(text: str) -> datetime | None:
+    """Parse Vault's RFC 3339 time (nanosecond fraction, `Z`); None when it is not one."""
+    value = text.strip().replace("Z", "+00:00")
+    if "." in value:
+        head, _, tail = value.partition(".")
+        digits = "".join(character for character in tail if character.isdigit())
+        zone = tail[len(digits) :]
+        value = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
