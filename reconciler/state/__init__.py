@@ -1,0 +1,60 @@
+"""State backends: where the inventory and the apply lock live.
+
+`LocalStateBackend` keeps a JSON file for laptops, demos and tests; `VaultStateBackend` keeps a
+KV v2 document for CI, where runners are ephemeral. Both implement
+`reconciler.protocols.StateBackend`; `open_state_backend` picks one from the manifest's
+`state:` settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ConfigError
+from reconciler.model import StateSettings
+from reconciler.protocols import StateBackend
+from reconciler.state.local import LocalStateBackend
+from reconciler.state.lockrecord import DEFAULT_LOCK_TTL_S
+
+__all__ = [
+    "DEFAULT_LOCK_TTL_S",
+    "LocalStateBackend",
+    "open_state_backend",
+]
+
+
+def open_state_backend(
+    settings: StateSettings,
+    *,
+    manifest_dir: Path,
+    vault_hvac: Any = None,
+    vault_mount: str = "secret",
+    lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
+) -> StateBackend:
+    """Return the backend that `settings` names.
+
+    A relative local path is resolved against `manifest_dir`, so the state sits beside the
+    manifest whatever the working directory. The vault backend needs `vault_hvac`, an
+    authenticated `hvac.Client`, and stores the document at `settings.path` in KV v2 mount
+    `vault_mount`.
+    """
+    if settings.backend == "local":
+        path = Path(settings.path)
+        if not path.is_absolute():
+            path = manifest_dir / path
+        return LocalStateBackend(path, lock_ttl_s=lock_ttl_s)
+    if settings.backend == "vault":
+        if vault_hvac is None:
+            raise ConfigError(
+                f"the vault state backend (path {settings.path!r}) needs a Vault connection",
+                hint="set VAULT_ADDR and a Vault login, or use `state: {backend: local}`",
+            )
+        from reconciler.state.vault import VaultStateBackend  # noqa: PLC0415
+
+        return VaultStateBackend(vault_hvac, vault_mount, settings.path, lock_ttl_s=lock_ttl_s)
+    raise ConfigError(
+        f"unknown state backend {settings.backend!r}",
+        hint="use `local` or `vault` under `state.backend` in the manifest",
+    )
+
