@@ -53,20 +53,20 @@ def decide_present(
         return Decision(error=_duplicates_error(account, matches))
     grant = matches[0] if matches else (index.by_id.get(entry.grant_id) if entry else None)
     if grant is None:
-        return Decision(change=_connect(account, entry, secret))
-
-    known = entry if entry is not None and entry.grant_id == grant.id else None
-    reasons, error = _reconnect_reasons(account, known, grant, secret, replace_names)
-    if error is not None:
-        return Decision(error=error, grant=grant)
-    if reasons:
-        change = _reconnect(
-            account, entry=entry, known=known, grant=grant, secret=secret, reasons=reasons
-        )
-    elif known is None:
-        change = _adopt(account, entry, grant, secret)
+        change = _connect(account, entry, secret)
     else:
-        change = _in_sync(account, entry, grant)
+        known = entry if entry is not None and entry.grant_id == grant.id else None
+        reasons, error = _reconnect_reasons(account, known, grant, secret, replace_names)
+        if error is not None:
+            return Decision(error=error, grant=grant)
+        if reasons:
+            change = _reconnect(
+                account, entry=entry, known=known, grant=grant, secret=secret, reasons=reasons
+            )
+        elif known is None:
+            change = _adopt(account, entry, grant, secret)
+        else:
+            change = _in_sync(account, entry, grant)
     if entry is not None and entry.quarantined:
         change = _quarantine(change, entry, secret, retry_quarantined)
     return Decision(change=change, grant=grant, warnings=_secret_warnings(account, change, secret))
