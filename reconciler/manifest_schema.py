@@ -1,0 +1,244 @@
+"""JSON Schema validation of a parsed manifest, with messages rewritten for people.
+
+The schema (`schemas/manifest.schema.json`) is the single description of the format that
+editors also use. This module runs every schema error through `Draft202012Validator`,
+places each at the YAML line and column of the offending key or value, names the account it
+belongs to, and replaces jsonschema's raw wording where it does not help
+("Additional properties are not allowed" becomes "unknown key 'x'; did you mean 'y'?").
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev dependencies
+
+from reconciler.errors import Diagnostic
+from reconciler.yamlstrict import LoadedYaml, Position, YamlPath
+
+# Keys that hold environment-specific settings, per section, and the variable that sets each
+# one instead. A manifest comes from a pull request, so it must not choose where the API key
+# or the Vault token is sent.
+_ENVIRONMENT_KEYS: Mapping[str, Mapping[str, str]] = {
+    "nylas": {
+        "api_uri": "GRANTCTL_NYLAS_API_URI",
+        "api_url": "GRANTCTL_NYLAS_API_URI",
+        "api_base_url": "GRANTCTL_NYLAS_API_URI",
+        "base_url": "GRANTCTL_NYLAS_API_URI",
+        "url": "GRANTCTL_NYLAS_API_URI",
+        "uri": "GRANTCTL_NYLAS_API_URI",
+        "host": "GRANTCTL_NYLAS_API_URI",
+        "endpoint": "GRANTCTL_NYLAS_API_URI",
+        "api_key": "NYLAS_API_KEY",
+        "key": "NYLAS_API_KEY",
+        "token": "NYLAS_API_KEY",
+        "api_key_vault_path": "GRANTCTL_NYLAS_API_KEY_VAULT_PATH",
+    },
+    "vault": {
+        "address": "VAULT_ADDR",
+        "addr": "VAULT_ADDR",
+        "url": "VAULT_ADDR",
+        "uri": "VAULT_ADDR",
+        "host": "VAULT_ADDR",
+        "token": "VAULT_TOKEN",
+        "namespace": "VAULT_NAMESPACE",
+        "cacert": "VAULT_CACERT",
+        "ca_cert": "VAULT_CACERT",
+        "auth": "GRANTCTL_VAULT_AUTH",
+        "auth_method": "GRANTCTL_VAULT_AUTH",
+        "role": "GRANTCTL_VAULT_AUTH",
+        "role_id": "GRANTCTL_VAULT_AUTH",
+        "secret_id": "GRANTCTL_VAULT_AUTH",
+        "allowed_prefixes": "GRANTCTL_VAULT_ALLOWED_PREFIXES",
+    },
+    "": {
+        "api_key": "NYLAS_API_KEY",
+        "nylas_api_key": "NYLAS_API_KEY",
+        "api_uri": "GRANTCTL_NYLAS_API_URI",
+        "vault_addr": "VAULT_ADDR",
+        "vault_address": "VAULT_ADDR",
+        "vault_token": "VAULT_TOKEN",
+    },
+}
+
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+# What a value matching each field's `pattern` looks like, by the field's key.
+_PATTERN_HINTS = {
+    "name": "1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
+    "credential_id": "a UUID such as 3f2b6c1e-9a4d-4e8b-8f3a-2c1d5e7f9a0b",
+    "mount": "a KV mount path such as 'secret' or 'kv/team', without slashes at either end",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def manifest_schema() -> dict[str, Any]:
+    """Return the manifest's JSON Schema, read once from the package data."""
+    text = resources.files("reconciler").joinpath("schemas/manifest.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(manifest_schema())
+
+
+def describe_path(path: YamlPath) -> str:
+    """Return `path` as it reads in messages, e.g. `accounts[2].provider`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "the manifest"
+
+
+def preview(value: Any) -> str:
+    """Return a short description of a value for messages; never more than about 60 chars."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 48 else repr(value[:45] + "...")
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+class Reporter:
+    """Builds diagnostics positioned at a path of the loaded document, naming the account."""
+
+    def __init__(self, loaded: LoadedYaml, filename: str) -> None:
+        self.loaded = loaded
+        self.filename = filename
+        self.diagnostics: list[Diagnostic] = []
+
+    def position(self, path: YamlPath, *, at_key: bool = False) -> Position:
+        """Return where `path` starts; falls back to the nearest ancestor that exists."""
+        if at_key and path in self.loaded.key_positions:
+            return self.loaded.key_positions[path]
+        for end in range(len(path), -1, -1):
+            found = self.loaded.value_positions.get(path[:end])
+            if found is not None:
+                return found
+        return 1, 1
+
+    def account_name(self, path: YamlPath) -> str | None:
+        """Return the name of the account (or removed entry) that `path` lies in, if any."""
+        if len(path) < 2 or path[0] not in ("accounts", "removed") or not isinstance(path[1], int):
+            return None
+        section = self.loaded.data.get(path[0]) if isinstance(self.loaded.data, dict) else None
+        if not isinstance(section, list) or path[1] >= len(section):
+            return None
+        entry = section[path[1]]
+        name = entry.get("name") if isinstance(entry, dict) else None
+        return name if isinstance(name, str) and name else None
+
+    def add(self, path: YamlPath, message: str, *, at_key: bool = False) -> None:
+        """Record a diagnostic about the value at `path` (or its key when `at_key`)."""
+        line, column = self.position(path, at_key=at_key)
+        self.diagnostics.append(
+            Diagnostic(self.filename, line, column, message, self.account_name(path))
+        )
+
+
+def check_schema(data: Any, reporter: Reporter) -> None:
+    """Report every schema error of `data`, skipping values the YAML loader already flagged."""
+    for error in _validator().iter_errors(data):
+        path: YamlPath = tuple(error.absolute_path)
+        if path in reporter.loaded.flagged:
+            continue
+        for at_key, message_path, message in _rewrite(error, path):
+            reporter.add(message_path, message, at_key=at_key)
+
+
+def _rewrite(
+    error: jsonschema.ValidationError, path: YamlPath
+) -> Iterator[tuple[bool, YamlPath, str]]:
+    """Yield (at_key, path, message) for one jsonschema error."""
+    where = describe_path(path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted(schema.get("properties", {}))
+        for key in error.instance:
+            if key not in known:
+                yield True, (*path, key), _unknown_key_message(path, key, known)
+    elif error.validator == "required" and isinstance(error.instance, dict):
+        for key in error.validator_value:
+            if key not in error.instance:
+                yield False, path, f"{where}: missing required key {key!r}"
+    else:
+        yield False, path, f"{where}: {_plain_message(error, path)}"
+
+
+def _unknown_key_message(section: YamlPath, key: str, known: Sequence[str]) -> str:
+    where = describe_path((*section, key))
+    section_name = section[0] if len(section) == 1 and isinstance(section[0], str) else ""
+    variable = (
+        _ENVIRONMENT_KEYS.get(section_name, {}).get(key.lower()) if len(section) <= 1 else None
+    )
+    if variable:
+        return (
+            f"{where} is not accepted in a manifest: environment-specific settings never come "
+            f"from the manifest, so that a change to it cannot redirect credentials; "
+            f"set the environment variable {variable} instead"
+        )
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r} in {describe_path(section)}; did you mean {close[0]!r}?"
+    return f"unknown key {key!r} in {describe_path(section)}; expected one of: {', '.join(known)}"
+
+
+def _plain_message(error: jsonschema.ValidationError, path: YamlPath) -> str:
+    """Return a plain sentence for a value-level schema error."""
+    field = path[-1] if path and isinstance(path[-1], str) else ""
+    rewrite = _REWRITES.get(error.validator)
+    if rewrite is None:
+        return str(error.message)[:200]
+    return rewrite(error.instance, error.validator_value, field)
+
+
+def _type_message(value: Any, expected: Any, field: str) -> str:
+    names = expected if isinstance(expected, list) else [expected]
+    wanted = " or ".join(_TYPE_NAMES.get(str(name), str(name)) for name in names)
+    return f"expected {wanted}, found {preview(value)}"
+
+
+def _enum_message(value: Any, choices: Any, field: str) -> str:
+    names = [str(choice) for choice in choices]
+    message = (
+        f"{preview(value)} is not a valid {field or 'value'}; expected one of: {', '.join(names)}"
+    )
+    if not isinstance(value, str):
+        return message
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    return f"{message} (did you mean {close[0]!r}?)" if close else message
+
+
+def _pattern_message(value: Any, pattern: Any, field: str) -> str:
+    hint = _PATTERN_HINTS.get(field, f"a string matching {pattern}")
+    return f"{preview(value)} is invalid; expected {hint}"
+
+
+_REWRITES: Mapping[str, Callable[[Any, Any, str], str]] = {
+    "type": _type_message,
+    "enum": _enum_message,
+    "pattern": _pattern_message,
+    "const": lambda value, expected, _: f"must be {json.dumps(expected)}, found {preview(value)}",
+    "minimum": lambda value, minimum, _: f"must be at least {minimum}, found {preview(value)}",
+    "minLength": lambda value, minimum, _: "must not be empty",
+    "uniqueItems": lambda value, unique, _: "lists the same value more than once",
+}
