@@ -221,6 +221,9 @@ class InventoryEntry:
     `vault_version_sent` is the secret version last sent successfully in a connect; None
     for an adopted grant whose token grantctl never sent. `failures` counts consecutive
     failed applies; `quarantined` is set when it reaches the quarantine threshold.
+    `vault_version_failed` is the secret version of the last failed connect, so a quarantine
+    can be lifted when a newer version appears. `grant_id` is "" for an account that has
+    failed to connect and holds no grant yet: the entry exists only to count its failures.
     """
 
     name: str
@@ -236,6 +239,7 @@ class InventoryEntry:
     failures: int = 0
     quarantined: bool = False
     last_error: str = ""
+    vault_version_failed: int | None = None
 
 
 @dataclass(frozen=True)
