@@ -1,0 +1,128 @@
+"""The `grantctl` command line: global flags, the one error boundary, and exit codes.
+
+Commands live in `reconciler.commands`; they parse flags, call `reconciler.workflow`, render,
+and return an exit code. Every failure reaches `GrantctlGroup.main`, which prints it on stderr
+and picks the exit code: Terraform's, so 2 never means a usage error here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import click
+
+from reconciler import __version__
+from reconciler.commands.audit import audit_command
+from reconciler.commands.manifest import fmt_command, validate_command
+from reconciler.commands.plan import apply_command, plan_command
+from reconciler.commands.tools import demo_command, emulator_command, force_unlock_command
+from reconciler.errors import EXIT_ERROR, EXIT_OK, InterruptedRunError, ReconcilerError
+from reconciler.logging_setup import LEVELS, LOGGER_NAME, configure_logging
+from reconciler.secrets import REDACTOR
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+def _echo_error(text: str) -> None:
+    click.echo(f"Error: {REDACTOR.redact(text)}", err=True)
+
+
+def run_guarded(invoke: Callable[[], object]) -> int:
+    """Run `invoke` and turn its outcome into a process exit code.
+
+    `ReconcilerError` prints its message and next step; click usage errors print click's
+    message and exit 1; anything else is a bug, reported by type only, because its message
+    could hold a value read from Vault. The traceback is logged at debug level.
+    """
+    try:
+        result = invoke()
+    except ReconcilerError as error:
+        _echo_error(str(error))
+        return error.exit_code
+    except click.ClickException as error:
+        error.show()
+        return EXIT_ERROR
+    except (click.Abort, KeyboardInterrupt):
+        _echo_error("interrupted")
+        return InterruptedRunError.exit_code
+    except Exception as error:  # the boundary: every bug ends here
+        logger.debug("unexpected %s", type(error).__name__, exc_info=True)
+        _echo_error(
+            f"internal error ({type(error).__module__}.{type(error).__name__}).\n"
+            "  This is a bug in grantctl: re-run with `--log-level debug` to see the "
+            "traceback, and report it with that output."
+        )
+        return EXIT_ERROR
+    return result if isinstance(result, int) else EXIT_OK
+
+
+class GrantctlGroup(click.Group):
+    """The `grantctl` group, whose `main` is the one error boundary of the program."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        """Run the command line and exit with the code `run_guarded` picks.
+
+        `standalone_mode` is ignored: click must raise its errors here so that usage
+        errors exit 1 instead of click's 2, which Terraform reserves for "changes present".
+        """
+
+        def invoke() -> object:
+            return super(GrantctlGroup, self).main(
+                args,
+                prog_name,
+                complete_var,
+                standalone_mode=False,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
+
+        sys.exit(run_guarded(invoke))
+
+
+@click.group(cls=GrantctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default="warning",
+    show_default=True,
+    envvar="GRANTCTL_LOG_LEVEL",
+    help="Lowest level of diagnostics written to stderr.",
+)
+@click.version_option(__version__, "--version", prog_name="grantctl")
+def grantctl(log_level: str) -> None:
+    """Keep a Nylas application's grants equal to a YAML manifest.
+
+    Plans and results go to stdout, diagnostics to stderr. Exit codes: 0 success and no
+    changes, 1 error, 2 changes present (plan --detailed-exitcode) or drift (audit),
+    3 apply finished partially.
+    """
+    configure_logging(log_level.lower())
+
+
+for _command in (
+    validate_command,
+    fmt_command,
+    plan_command,
+    apply_command,
+    audit_command,
+    force_unlock_command,
+    emulator_command,
+    demo_command,
+):
+    grantctl.add_command(_command)
+
+
+def main() -> NoReturn:
+    """Run `grantctl` with the process arguments; the console script's entry point."""
+    grantctl.main(prog_name="grantctl")

@@ -1,0 +1,1 @@
+"""The `grantctl` subcommands: thin click wrappers around `reconciler.workflow`."""

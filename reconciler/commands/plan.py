@@ -1,0 +1,158 @@
+"""`grantctl plan` and `grantctl apply`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.commands.apply_ui import ConsoleApplyUI, apply_exit_code
+from reconciler.commands.options import (
+    MANIFEST_ARGUMENT,
+    client_flags,
+    client_options,
+    emit,
+    plan_flags,
+    plan_options,
+    use_color,
+    vault_flags,
+    vault_options,
+)
+from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.model import Plan
+from reconciler.planfile import plan_to_document, write_plan_file
+from reconciler.render.plan_markdown import render_plan_markdown
+from reconciler.render.plan_text import render_plan_text
+from reconciler.workflow import run_plan
+from reconciler.workflow_apply import apply_manifest, apply_saved_plan, is_plan_file
+from reconciler.workflow_settings import RunSettings
+
+PLAN_FORMATS = ("text", "json", "markdown")
+
+
+def render_plan(plan: Plan, output_format: str, *, color: bool, verbose: bool) -> str:
+    """Render `plan` in one of `PLAN_FORMATS`."""
+    if output_format == "json":
+        return json.dumps(plan_to_document(plan), indent=2)
+    if output_format == "markdown":
+        return render_plan_markdown(plan)
+    del verbose  # NOTE: the text view has no compact mode yet, so --verbose changes nothing.
+    return render_plan_text(plan, color=color)
+
+
+@click.command("plan")
+@MANIFEST_ARGUMENT
+@click.option(
+    "--format", "output_format", type=click.Choice(PLAN_FORMATS), default="text", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also save the plan as a JSON plan file for `grantctl apply FILE`.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    default=False,
+    help="Exit 2 when the plan has changes (0: none, 1: error).",
+)
+@plan_options
+@client_options
+@vault_options
+def plan_command(
+    *,
+    manifest: str,
+    output_format: str,
+    out: str | None,
+    detailed_exitcode: bool,
+    no_color: bool,
+    verbose: bool,
+    **params: Any,
+) -> int:
+    """Show the changes that would make the grants match MANIFEST; change nothing."""
+    settings = RunSettings(
+        vault=vault_flags(params), client=client_flags(params), plan=plan_flags(params)
+    )
+    run = run_plan(manifest, settings)
+    if out is not None:
+        write_plan_file(Path(out), run.plan)
+    emit(render_plan(run.plan, output_format, color=use_color(no_color), verbose=verbose))
+
+    if not run.plan.applyable:
+        return EXIT_ERROR
+    if detailed_exitcode and run.plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+@click.command("apply")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option(
+    "--auto-approve", is_flag=True, default=False, help="Apply without asking for confirmation."
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--events",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write one JSON line per finished change to this file.",
+)
+@click.option(
+    "--lock-timeout",
+    "lock_timeout_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for the state lock held by another run.",
+)
+@click.option(
+    "--manifest",
+    "manifest_override",
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    default=None,
+    help="With a plan file: the manifest it was made from [default: the path in the plan].",
+)
+@plan_options
+@client_options
+@vault_options
+def apply_command(
+    *,
+    source: str,
+    auto_approve: bool,
+    output_format: str,
+    events: str | None,
+    lock_timeout_s: float,
+    manifest_override: str | None,
+    no_color: bool,
+    verbose: bool,
+    **params: Any,
+) -> int:
+    """Apply SOURCE: a manifest (plan, confirm, apply) or a plan file saved by `plan --out`."""
+    settings = RunSettings(
+        vault=vault_flags(params),
+        client=client_flags(params),
+        plan=plan_flags(params),
+        lock_timeout_s=lock_timeout_s,
+    )
+    color = use_color(no_color)
+    with ConsoleApplyUI(
+        auto_approve=auto_approve,
+        output_format=output_format,
+        events_path=events,
+        color=color,
+        render=lambda plan: render_plan(plan, "text", color=color, verbose=verbose),
+    ) as ui:
+        if is_plan_file(source):
+            result = apply_saved_plan(source, settings, ui, manifest_path=manifest_override)
+        else:
+            result = apply_manifest(source, settings, ui)
+    return apply_exit_code(result)

@@ -1,0 +1,135 @@
+"""The orchestration layer: gather the planner's inputs, plan, audit, and run applies.
+
+The command line calls these functions; they know nothing of click. They open the clients
+(`reconciler.workflow_clients`), read the inventory, every grant and the Vault metadata
+concurrently, call the pure planner, and hand the plan to the executor under the state lock
+(`reconciler.workflow_apply`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from reconciler.audit import AuditReport, make_audit
+from reconciler.model import Grant, Inventory, Manifest, Plan, SecretVersion
+from reconciler.planner import PlanOptions, make_plan
+from reconciler.protocols import GrantsAPI, LockInfo, SecretStore, StateBackend
+from reconciler.workflow_clients import load_checked_manifest, open_clients, open_state
+from reconciler.workflow_settings import PlanFlags, RunSettings, VaultFlags
+
+logger = logging.getLogger("reconciler.workflow")
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the planner reads: the inventory, every grant, and Vault metadata by account."""
+
+    inventory: Inventory
+    grants: tuple[Grant, ...]
+    secrets: Mapping[str, SecretVersion]
+
+
+def plan_options(flags: PlanFlags) -> PlanOptions:
+    """Translate the command line's plan flags into the planner's options."""
+    return PlanOptions(
+        replace=frozenset(flags.replace),
+        targets=flags.targets,
+        excludes=flags.excludes,
+        allow_deletes=flags.allow_deletes,
+        retry_quarantined=flags.retry_quarantined,
+    )
+
+
+def gather_inputs(
+    manifest: Manifest, state: StateBackend, grants_api: GrantsAPI, secret_store: SecretStore
+) -> PlanInputs:
+    """Read the inventory, every grant and each account's Vault metadata, concurrently.
+
+    Metadata is read for every manifest account and for every inventory entry that the
+    manifest no longer names, because the planner reports on both.
+    """
+    paths = {account.name: account.secret_path for account in manifest.accounts}
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="grantctl-gather") as pool:
+        inventory_future = pool.submit(state.read)
+        grants_future = pool.submit(grants_api.list_grants)
+        metadata_future = pool.submit(secret_store.read_metadata_many, sorted(set(paths.values())))
+        inventory = inventory_future.result()
+        grants = grants_future.result()
+        metadata = dict(metadata_future.result())
+
+    # Inventory-only entries are known only once the inventory is read.
+    extra = {
+        name: entry.vault_path
+        for name, entry in inventory.entries.items()
+        if name not in paths and entry.vault_path
+    }
+    missing_paths = sorted(set(extra.values()) - set(metadata))
+    if missing_paths:
+        metadata.update(secret_store.read_metadata_many(missing_paths))
+    paths.update(extra)
+
+    secrets = {name: metadata[path] for name, path in paths.items() if path in metadata}
+    logger.info(
+        "read %d inventory entries, %d grants, %d secret metadata records",
+        len(inventory.entries),
+        len(grants),
+        len(secrets),
+    )
+    return PlanInputs(inventory=inventory, grants=tuple(grants), secrets=secrets)
+
+
+def plan_from_inputs(manifest: Manifest, inputs: PlanInputs, flags: PlanFlags) -> Plan:
+    """Run the pure planner on gathered inputs."""
+    return make_plan(manifest, inputs.inventory, inputs.secrets, inputs.grants, plan_options(flags))
+
+
+def audit_from_inputs(manifest: Manifest, inputs: PlanInputs) -> AuditReport:
+    """Build the audit report: a plan with default options, read as health per account."""
+    plan = make_plan(manifest, inputs.inventory, inputs.secrets, inputs.grants, PlanOptions())
+    return make_audit(manifest, inputs.inventory, inputs.secrets, inputs.grants, plan)
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """A plan and what it was made from."""
+
+    manifest: Manifest
+    inputs: PlanInputs
+    plan: Plan
+
+
+def run_plan(manifest_path: str, settings: RunSettings) -> PlanRun:
+    """Load the manifest, gather the inputs and plan; lock-free and read-only."""
+    manifest = load_checked_manifest(manifest_path)
+    with open_clients(manifest, settings.vault, settings.client) as clients:
+        inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
+    return PlanRun(
+        manifest=manifest, inputs=inputs, plan=plan_from_inputs(manifest, inputs, settings.plan)
+    )
+
+
+def run_audit(manifest_path: str, settings: RunSettings) -> AuditReport:
+    """Load the manifest, gather the inputs and report each account's health; lock-free."""
+    manifest = load_checked_manifest(manifest_path)
+    with open_clients(manifest, settings.vault, settings.client) as clients:
+        inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
+    return audit_from_inputs(manifest, inputs)
+
+
+def force_unlock(manifest_path: str, lock_id: str, vault_flags: VaultFlags) -> LockInfo | None:
+    """Remove the state lock `lock_id` of the manifest's state backend.
+
+    Returns the lock as it was recorded, or None when the state was not locked.
+    """
+    manifest = load_checked_manifest(manifest_path)
+    with open_state(manifest, vault_flags) as state:
+        current = state.current_lock()
+        state.force_unlock(lock_id)
+    if current is not None:
+        logger.warning(
+            "removed lock %s held by %s for %s", current.id, current.who, current.operation
+        )
+    return current

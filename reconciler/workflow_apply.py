@@ -1,0 +1,162 @@
+"""Apply under the state lock: from a manifest (plan, confirm, apply) or from a saved plan.
+
+SIGINT and SIGTERM during an apply set the executor's stop event: changes in flight finish
+and are recorded in the inventory, the rest are reported as not attempted, the lock is
+released, and the run ends with `InterruptedRunError`. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Protocol
+
+from reconciler.errors import ConfigError, InterruptedRunError, ReconcilerError
+from reconciler.executor import ApplyOptions, apply_plan
+from reconciler.model import ApplyResult, ChangeResult, Manifest, Plan
+from reconciler.planfile import check_plan_is_current, read_plan_file
+from reconciler.workflow import gather_inputs, plan_from_inputs
+from reconciler.workflow_clients import Clients, load_checked_manifest, open_clients
+from reconciler.workflow_settings import PlanFlags, RunSettings
+
+logger = logging.getLogger("reconciler.workflow")
+
+
+class ApplyUI(Protocol):
+    """What the workflow shows and asks during an apply; the CLI implements it."""
+
+    def show_plan(self, plan: Plan) -> None:
+        """Show the plan about to be applied."""
+
+    def confirm(self, plan: Plan) -> None:
+        """Return when the plan is approved; raise `ApprovalError` otherwise."""
+
+    def start(self, total: int) -> None:
+        """Announce that `total` changes are about to run."""
+
+    def finished(self, result: ChangeResult) -> None:
+        """Report one finished change."""
+
+    def show_result(self, result: ApplyResult) -> None:
+        """Show the result of the whole apply."""
+
+
+def is_plan_file(path: str) -> bool:
+    """Return True when `path` holds a JSON object (a saved plan), not a YAML manifest."""
+    try:
+        with Path(path).open("rb") as handle:
+            document = json.loads(handle.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict)
+
+
+def apply_manifest(manifest_path: str, settings: RunSettings, ui: ApplyUI) -> ApplyResult | None:
+    """Plan `manifest_path`, show the plan, ask for approval and apply it, under the lock.
+
+    Returns None when the plan has no changes.
+    """
+    manifest = load_checked_manifest(manifest_path)
+    with (
+        open_clients(manifest, settings.vault, settings.client) as clients,
+        clients.state.lock("apply", timeout_s=settings.lock_timeout_s),
+    ):
+        inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
+        plan = plan_from_inputs(manifest, inputs, settings.plan)
+        ui.show_plan(plan)
+        _require_applyable(plan)
+        if not plan.has_changes:
+            return None
+        ui.confirm(plan)
+        return _execute(plan, manifest, clients, ui)
+
+
+def apply_saved_plan(
+    plan_path: str, settings: RunSettings, ui: ApplyUI, *, manifest_path: str | None = None
+) -> ApplyResult | None:
+    """Apply exactly the plan saved in `plan_path`, after checking it is still current.
+
+    A saved plan was reviewed when it was made, so no confirmation is asked, as with
+    `terraform apply PLANFILE`. Raises `StalePlanError` when the world moved since.
+    """
+    if settings.plan != PlanFlags():
+        raise ConfigError(
+            "plan flags such as --target, --replace or --allow-deletes cannot be used with a "
+            "plan file",
+            hint="pass them to `grantctl plan --out FILE` instead, then apply that file",
+        )
+    saved = read_plan_file(Path(plan_path))
+    manifest = load_checked_manifest(manifest_path or saved.manifest_path)
+    with (
+        open_clients(manifest, settings.vault, settings.client) as clients,
+        clients.state.lock("apply", timeout_s=settings.lock_timeout_s),
+    ):
+        inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
+        check_plan_is_current(saved, manifest, inputs.inventory, inputs.secrets, inputs.grants)
+        plan = saved.plan
+        ui.show_plan(plan)
+        _require_applyable(plan)
+        if not plan.has_changes:
+            return None
+        return _execute(plan, manifest, clients, ui)
+
+
+def _require_applyable(plan: Plan) -> None:
+    if not plan.applyable:
+        count = len(plan.errors)
+        raise ReconcilerError(
+            f"the plan has {count} error{'s' if count != 1 else ''} and cannot be applied",
+            hint="fix the errors listed with the plan, then run apply again",
+        )
+
+
+def _execute(plan: Plan, manifest: Manifest, clients: Clients, ui: ApplyUI) -> ApplyResult:
+    stop = threading.Event()
+    options = ApplyOptions(parallelism=clients.parallelism, stop=stop, on_result=ui.finished)
+    ui.start(sum(1 for change in plan.changes if change.will_change))
+    with _stop_on_signals(stop):
+        result = apply_plan(
+            plan, manifest, clients.grants_api, clients.secret_store, clients.state, options
+        )
+    ui.show_result(result)
+    if result.interrupted:
+        raise InterruptedRunError(
+            "apply was interrupted: changes in flight finished and were recorded, the rest "
+            "were not attempted",
+            hint="run `grantctl plan` to see what remains, then apply again",
+        )
+    return result
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Turn the first SIGINT or SIGTERM into `stop.set()`; a second one interrupts at once.
+
+    Signal handlers can be installed only in the main thread; elsewhere (a test runner's
+    worker thread) the block runs without them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logger.warning(
+            "received %s: finishing the changes in flight, then stopping",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
