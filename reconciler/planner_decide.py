@@ -45,12 +45,14 @@ def decide_present(
     retry_quarantined: bool,
 ) -> Decision:
     """Decide the change for an account with `ensure: present`."""
+    # Errored accounts still report a grant, so the stale-plan check compares it later
+    # instead of seeing a grant "appear".
     error = _identity_error(account, entry)
-    if error is not None:
-        return Decision(error=error)
+    if error is not None and entry is not None:
+        return Decision(error=error, grant=index.by_id.get(entry.grant_id))
     matches = index.matches(account.provider.value, account.email)
     if len(matches) > 1:
-        return Decision(error=_duplicates_error(account, matches))
+        return Decision(error=_duplicates_error(account, matches), grant=matches[0])
     grant = matches[0] if matches else (index.by_id.get(entry.grant_id) if entry else None)
     if grant is None:
         change = _connect(account, entry, secret)

@@ -1,0 +1,114 @@
+"""The stale-plan check that apply runs before executing a saved plan.
+
+A saved plan is valid only for the world it was made against: the same manifest bytes, the
+same inventory serial, the same Vault versions and the same grants. `check_plan_is_current`
+compares the plan document's record of those with what apply reads now, and lists every
+difference, not just the first. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.errors import StalePlanError
+from reconciler.model import Grant, Inventory, SecretVersion
+
+_HINT = "run `grantctl plan` again, review the new plan, and apply that one"
+
+
+def check_plan_is_current(
+    document: Mapping[str, Any],
+    *,
+    manifest_digest: str,
+    inventory: Inventory,
+    secrets: Mapping[str, SecretVersion],
+    grants: Sequence[Grant],
+) -> None:
+    """Raise `StalePlanError` naming everything that moved since the plan was made.
+
+    `secrets` maps account names to their current Vault metadata; an account missing from
+    it is not compared, so apply may omit accounts whose secret it does not read.
+    """
+    moved = _manifest_moved(document, manifest_digest)
+    moved += _inventory_moved(document, inventory)
+    by_id = {grant.id: grant for grant in grants}
+    for observation in document["observations"]:
+        moved += _secret_moved(observation, secrets.get(observation["account"]))
+        moved += _grant_moved(observation, by_id, grants)
+    if moved:
+        count = len(moved)
+        noun = "thing" if count == 1 else "things"
+        lines = "\n".join(f"  - {line}" for line in moved)
+        raise StalePlanError(
+            f"The saved plan is stale: {count} {noun} changed since it was made.\n{lines}",
+            hint=_HINT,
+        )
+
+
+def _manifest_moved(document: Mapping[str, Any], digest: str) -> list[str]:
+    planned = document["manifest"]["digest"]
+    if planned == digest:
+        return []
+    return [
+        f"the manifest {document['manifest']['path']!r} changed (digest {_short(planned)} -> "
+        f"{_short(digest)})"
+    ]
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12] or "(none)"
+
+
+def _inventory_moved(document: Mapping[str, Any], inventory: Inventory) -> list[str]:
+    recorded = document["inventory"]
+    if recorded["lineage"] != inventory.lineage:
+        return [
+            f"the inventory was replaced (lineage {recorded['lineage']!r} -> {inventory.lineage!r})"
+        ]
+    if recorded["empty"] and not inventory.is_empty:
+        return [
+            "the plan was made against an empty inventory, which now holds "
+            f"{len(inventory.entries)} accounts; another apply ran since, possibly of this plan"
+        ]
+    if recorded["serial"] != inventory.serial:
+        return [
+            f"the inventory changed since the plan was made (serial {recorded['serial']} -> "
+            f"{inventory.serial}); the plan may already have been applied"
+        ]
+    return []
+
+
+def _secret_moved(observation: Mapping[str, Any], secret: SecretVersion | None) -> list[str]:
+    if secret is None:
+        return []
+    planned, current = observation["vault_version"], secret.version
+    if planned == current:
+        return []
+    return [
+        f"Vault secret {observation['vault_path']!r} of account {observation['account']!r} "
+        f"moved from version {planned} to {current}"
+    ]
+
+
+def _grant_moved(
+    observation: Mapping[str, Any], by_id: Mapping[str, Grant], grants: Sequence[Grant]
+) -> list[str]:
+    account, grant_id = observation["account"], observation["grant_id"]
+    if grant_id is None:
+        key = (observation["provider"], observation["email"].casefold())
+        appeared = sorted(g.id for g in grants if (g.provider, g.email_key) == key)
+        if appeared:
+            return [f"a grant appeared for account {account!r}: {', '.join(appeared)}"]
+        return []
+    grant = by_id.get(grant_id)
+    if grant is None:
+        return [f"grant {grant_id} of account {account!r} no longer exists"]
+    differences = []
+    if grant.status.value != observation["grant_status"]:
+        differences.append(f"status {observation['grant_status']} -> {grant.status.value}")
+    if grant.updated_at != observation["grant_updated_at"]:
+        differences.append(f"updated_at {observation['grant_updated_at']} -> {grant.updated_at}")
+    if not differences:
+        return []
+    return [f"grant {grant_id} of account {account!r} changed: {', '.join(differences)}"]
