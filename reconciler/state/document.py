@@ -107,6 +107,7 @@ _ENTRY_TYPES: dict[str, tuple[type, ...]] = {
     "failures": (int,),
     "quarantined": (bool,),
     "last_error": (str,),
+    "vault_version_failed": (int, type(None)),
 }
 _REQUIRED_ENTRY_FIELDS = ("grant_id", "provider", "email", "vault_path")
 

@@ -1,0 +1,265 @@
+"""Apply's connect step: send a secret to `POST /v3/connect/custom` and check the grant.
+
+A connect reads the secret at the version the plan pinned, sends it once, and drops it. The
+grant that comes back must be the manifest's mailbox and carry the required scopes. When the
+outcome is unknown (the request went out but no answer came back), the account's grants are
+listed to see whether the connect took effect; only when it clearly did not is the request
+sent once more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+from reconciler.errors import NylasError, NylasOutcomeUnknownError, ReconcilerError
+from reconciler.journal import JournalRecord
+from reconciler.model import (
+    Account,
+    Action,
+    Change,
+    ChangeResult,
+    Grant,
+    InventoryEntry,
+    Observation,
+    Outcome,
+)
+from reconciler.protocols import GrantsAPI, SecretStore
+from reconciler.secrets import Secret
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConnectContext:
+    """What every connect of one apply shares.
+
+    `known_grant_ids` holds every grant id the plan observed, so a grant id outside it was
+    created by this apply. `clock_skew_s` is how far Nylas' clock may trail ours when an
+    unknown outcome is settled by comparing a grant's `updated_at` with the send time.
+    """
+
+    grants_api: GrantsAPI
+    secret_store: SecretStore
+    known_grant_ids: Collection[str]
+    clock: Callable[[], float]
+    clock_skew_s: float
+    now_iso: Callable[[], str]
+
+
+@dataclass(frozen=True)
+class _Sent:
+    grant: Grant
+    request_id: str | None
+    created: bool  # this apply created the grant (it did not exist before)
+
+
+class ConnectFailedError(ReconcilerError):
+    """A connect failed after it may have changed Nylas; carries the request id."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def run_connect(
+    change: Change, account: Account, context: ConnectContext, observed: Observation | None
+) -> JournalRecord:
+    """Connect or re-authenticate `account` as `change` says, and verify the grant."""
+    path = change.vault_path or account.secret_path
+    settings = _read_settings(account, path, change.vault_version, context.secret_store)
+    try:
+        sent = _send(change, account, settings, context, observed)
+    finally:
+        # Drop the secret values as soon as the request is made.
+        settings.clear()
+    return _verify(change, account, sent, context)
+
+
+def _read_settings(
+    account: Account, path: str, version: int | None, secret_store: SecretStore
+) -> dict[str, Secret | str | int]:
+    data = secret_store.read_secret(path, version)
+    from reconciler.vault.shape import connect_settings  # noqa: PLC0415  (keeps vault optional)
+
+    return connect_settings(
+        account.provider,
+        data,
+        account=account.name,
+        path=path,
+        credential_id=account.credential_id,
+    )
+
+
+def _send(
+    change: Change,
+    account: Account,
+    settings: Mapping[str, Secret | str | int],
+    context: ConnectContext,
+    observed: Observation | None,
+) -> _Sent:
+    sent_at = context.clock()
+    try:
+        return _connect_once(account, settings, context)
+    except NylasOutcomeUnknownError as first:
+        LOGGER.warning(
+            "account %s: connect outcome unknown (%s); listing its grants to decide",
+            account.name,
+            first.message,
+        )
+        settled = _find_sent_grant(change, account, context, observed, sent_at)
+        if settled is not None:
+            return settled
+        LOGGER.warning(
+            "account %s: the connect did not take effect; sending it once more", account.name
+        )
+        return _resend(change, account, settings, context, observed)
+
+
+def _resend(
+    change: Change,
+    account: Account,
+    settings: Mapping[str, Secret | str | int],
+    context: ConnectContext,
+    observed: Observation | None,
+) -> _Sent:
+    sent_at = context.clock()
+    try:
+        return _connect_once(account, settings, context)
+    except NylasOutcomeUnknownError as second:
+        settled = _find_sent_grant(change, account, context, observed, sent_at)
+        if settled is not None:
+            return settled
+        raise ConnectFailedError(
+            f"connect outcome unknown twice, and no grant for {account.email} changed: "
+            f"{second.message}. Run `grantctl plan` to see the account's state",
+            request_id=second.request_id,
+        ) from second
+
+
+def _connect_once(
+    account: Account, settings: Mapping[str, Secret | str | int], context: ConnectContext
+) -> _Sent:
+    result = context.grants_api.connect(
+        account.provider.value, settings, account.scopes, account=account.name
+    )
+    created = result.created and result.grant.id not in context.known_grant_ids
+    return _Sent(result.grant, result.request_id, created)
+
+
+def _find_sent_grant(
+    change: Change,
+    account: Account,
+    context: ConnectContext,
+    observed: Observation | None,
+    sent_at: float,
+) -> _Sent | None:
+    """Return the account's grant if the connect sent at `sent_at` changed it, else None."""
+    try:
+        grants = context.grants_api.find_grants(account.email)
+    except NylasError as error:
+        raise ConnectFailedError(
+            f"connect outcome unknown, and listing the grants of {account.email} to decide "
+            f"failed: {error.message}. Run `grantctl plan` to see the account's state",
+            request_id=error.request_id,
+        ) from error
+    observed_updated_at = observed.grant_updated_at if observed else None
+    for grant in grants:
+        if grant.provider != account.provider.value or grant.email_key != account.email_key:
+            continue
+        is_new = grant.id not in context.known_grant_ids
+        if change.action is Action.CONNECT and is_new:
+            return _Sent(grant, None, created=True)
+        updated = grant.updated_at
+        if updated is None or updated < sent_at - context.clock_skew_s:
+            continue
+        if observed_updated_at is None or updated > observed_updated_at:
+            return _Sent(grant, None, created=is_new)
+    return None
+
+
+def _verify(
+    change: Change, account: Account, sent: _Sent, context: ConnectContext
+) -> JournalRecord:
+    grant = sent.grant
+    if grant.email_key != account.email_key:
+        message = _wrong_mailbox_message(change, account, sent, context)
+        return _failure(change, account, message, sent, entry=None)
+    entry = _entry_for(change, account, grant, context.now_iso())
+    missing = _missing_scopes(account.scopes, grant.scopes)
+    if missing:
+        message = (
+            f"grant {grant.id} lacks the required scopes {', '.join(missing)}: the token at "
+            f"Vault path {entry.vault_path} was not issued with them. Issue a token with every "
+            "scope in the manifest and store it at that path"
+        )
+        return _failure(change, account, message, sent, entry=entry)
+    result = ChangeResult(
+        account=account.name,
+        action=change.action,
+        outcome=Outcome.DONE,
+        message=f"{change.action.value} done: grant {grant.id} is valid for {grant.email}",
+        grant_id=grant.id,
+        request_id=sent.request_id,
+    )
+    return JournalRecord(result=result, entry=entry)
+
+
+def _wrong_mailbox_message(
+    change: Change, account: Account, sent: _Sent, context: ConnectContext
+) -> str:
+    grant = sent.grant
+    path = change.vault_path or account.secret_path
+    message = (
+        f"the secret at Vault path {path} belongs to {grant.email}, not {account.email}: "
+        f"Nylas returned grant {grant.id} for {grant.email}. Store {account.email}'s "
+        "credentials at that path"
+    )
+    if not sent.created:
+        return f"{message}. Grant {grant.id} existed before this apply and was left alone"
+    try:
+        context.grants_api.delete_grant(grant.id, account=account.name)
+    except NylasError as error:
+        return (
+            f"{message}. Deleting grant {grant.id}, which this apply created, failed: "
+            f"{error.message}; delete it in the Nylas dashboard"
+        )
+    return f"{message}. Grant {grant.id}, which this apply created, was deleted again"
+
+
+def _missing_scopes(required: Collection[str], granted: Collection[str]) -> list[str]:
+    # Nylas and the providers treat scope names case-insensitively.
+    have = {scope.casefold() for scope in granted}
+    return [scope for scope in required if scope.casefold() not in have]
+
+
+def _entry_for(change: Change, account: Account, grant: Grant, now: str) -> InventoryEntry:
+    return InventoryEntry(
+        name=account.name,
+        grant_id=grant.id,
+        provider=account.provider.value,
+        email=account.email,
+        vault_path=change.vault_path or account.secret_path,
+        vault_version_sent=change.vault_version,
+        protect=account.protect,
+        credential_id=account.credential_id,
+        scopes=account.scopes,
+        updated_at=now,
+    )
+
+
+def _failure(
+    change: Change, account: Account, message: str, sent: _Sent, *, entry: InventoryEntry | None
+) -> JournalRecord:
+    result = ChangeResult(
+        account=account.name,
+        action=change.action,
+        outcome=Outcome.FAILED,
+        message=message,
+        grant_id=sent.grant.id,
+        request_id=sent.request_id,
+    )
+    return JournalRecord(
+        result=result, entry=entry, failed=True, failed_version=change.vault_version
+    )
