@@ -33,6 +33,7 @@ HEALTH_STATUSES: tuple[str, ...] = (
     "scope_drift",
     "email_drift",
     "quarantined",
+    "change_pending",
     "error",
 )
 # Actions that change something at apply; `no-op` is never counted as applied.
