@@ -102,9 +102,10 @@ def parse_connect(body: object, connectors: tuple[str, ...] | None) -> ConnectRe
 
 def _check_settings(provider: str, settings: Mapping[str, object]) -> None:
     required, optional = SETTINGS_KEYS[provider]
-    for key in sorted(settings):
-        if key not in required and key not in optional:
-            raise invalid_request(f"unknown settings key {key!r} for provider {provider}")
+    unknown = [key for key in sorted(settings) if key not in required and key not in optional]
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        raise invalid_request(f"unknown settings key(s) {names} for provider {provider}")
     for key in required:
         if key not in settings:
             raise invalid_request(f"settings.{key} is required for provider {provider}")

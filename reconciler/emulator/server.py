@@ -94,7 +94,7 @@ class EmulatorServer(EmulatorCore):
             ) from error
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},
             name=f"nylas-emulator-{self.port}",
             daemon=True,
         )
