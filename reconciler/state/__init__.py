@@ -16,10 +16,12 @@ from reconciler.model import StateSettings
 from reconciler.protocols import StateBackend
 from reconciler.state.local import LocalStateBackend
 from reconciler.state.lockrecord import DEFAULT_LOCK_TTL_S
+from reconciler.state.vault import VaultStateBackend
 
 __all__ = [
     "DEFAULT_LOCK_TTL_S",
     "LocalStateBackend",
+    "VaultStateBackend",
     "open_state_backend",
 ]
 
@@ -50,11 +52,8 @@ def open_state_backend(
                 f"the vault state backend (path {settings.path!r}) needs a Vault connection",
                 hint="set VAULT_ADDR and a Vault login, or use `state: {backend: local}`",
             )
-        from reconciler.state.vault import VaultStateBackend  # noqa: PLC0415
-
         return VaultStateBackend(vault_hvac, vault_mount, settings.path, lock_ttl_s=lock_ttl_s)
     raise ConfigError(
         f"unknown state backend {settings.backend!r}",
         hint="use `local` or `vault` under `state.backend` in the manifest",
     )
-

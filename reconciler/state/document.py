@@ -137,9 +137,7 @@ def _check_format_version(document: Any, *, source: str) -> None:
         )
 
 
-def _raise_first_error(
-    errors: Iterator[Any], *, source: str, prefix: str = ""
-) -> None:
+def _raise_first_error(errors: Iterator[Any], *, source: str, prefix: str = "") -> None:
     error = jsonschema.exceptions.best_match(errors)
     if error is None:
         return

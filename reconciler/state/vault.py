@@ -1,0 +1,348 @@
+"""The Vault state backend: the inventory and the lock as KV v2 documents.
+
+The inventory is one KV v2 secret at `<mount>/<path>`, written with check-and-set on the
+version read, so two writers can never both succeed. Large inventories are stored compressed
+in one field (`encoding` + `payload`), which keeps 10,000 accounts near 400 KB, under the
+512 KiB value limit of Consul-backed Vault and the 1 MiB default entry limit of integrated
+storage. The lock is a second secret at `<path>.lock`: created with `cas=0`, renewed, taken
+over and released with `cas` set to the version last read, so every transition is atomic.
+A released lock is a tombstone version (`released: true`), not a deleted secret, so the
+token needs only create, read and update on the two paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from reconciler.errors import LockError, StateConflictError, StateError
+from reconciler.model import Inventory
+from reconciler.protocols import LockInfo
+from reconciler.state.document import (
+    COMPRESSED_ENCODING,
+    FORMAT_VERSION,
+    compress_document,
+    corrupt_state_hint,
+    decompress_document,
+    document_to_inventory,
+    dump_document,
+    inventory_to_document,
+    utc_now_iso,
+)
+from reconciler.state.lockrecord import (
+    DEFAULT_LOCK_TTL_S,
+    default_who,
+    describe_holder,
+    held_lock,
+    is_stale,
+    lock_info,
+    new_lock_record,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+# Inventories whose compact JSON is larger than this are stored compressed.
+COMPRESS_ABOVE_BYTES = 64 * 1024
+# Above this size a write warns: Consul-backed Vault rejects values over 512 KiB.
+WARN_ABOVE_BYTES = 512 * 1024
+_CAS_MISMATCH = "check-and-set"
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One KV v2 read: the data (None when absent or deleted) and the version to cas on."""
+
+    data: dict[str, Any] | None
+    version: int
+    deleted: bool = False
+
+
+class VaultStateBackend:
+    """A `StateBackend` keeping the inventory and lock in a KV v2 mount.
+
+    `client` is an authenticated `hvac.Client`. The token needs create, read and update on
+    `<mount>/data/<path>` and `<mount>/data/<path>.lock`.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        mount: str,
+        path: str,
+        *,
+        who: str | None = None,
+        lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
+    ) -> None:
+        self._client = client
+        self.mount = mount.strip("/")
+        self.path = path.strip("/")
+        self.lock_path = self.path + ".lock"
+        self.who = who or default_who()
+        self.lock_ttl_s = lock_ttl_s
+        self._known: tuple[str, int, int] | None = None  # lineage, serial, KV version
+        self._mutex = threading.Lock()
+        self._held_lock_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"VaultStateBackend({self.mount}/{self.path})"
+
+    # KV v2 requests
+
+    def _api_path(self, path: str) -> str:
+        return f"{self.mount}/data/{path}"
+
+    def _kv_read(self, path: str) -> _Read:
+        status, body = self._send("GET", path)
+        raw = body.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        metadata = data.get("metadata") or {}
+        version = int(metadata.get("version") or 0)
+        if status == 404:
+            # A deleted or destroyed latest version still has metadata: cas must name it.
+            deleted = bool(metadata.get("deletion_time") or metadata.get("destroyed"))
+            return _Read(None, version, deleted=deleted)
+        return _Read(data.get("data"), version)
+
+    def _kv_write(self, path: str, data: dict[str, Any], cas: int) -> int | None:
+        """Write with check-and-set; return the new version, or None on a cas mismatch."""
+        status, body = self._send("POST", path, {"options": {"cas": cas}, "data": data})
+        if status == 400:
+            return None
+        return int(body.get("data", {}).get("version", cas + 1))
+
+    def _send(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        api_path = self._api_path(path)
+        url = "/v1/" + quote(api_path, safe="/")
+        options: dict[str, Any] = {"raise_exception": False}
+        if payload is not None:
+            options["json"] = payload
+        try:
+            result = self._client.adapter.request(method, url, **options)
+        except Exception as error:  # requests and hvac errors are translated right here
+            raise StateError(
+                f"Vault request {method} {api_path} for the state failed: {type(error).__name__}",
+                hint="check VAULT_ADDR and that Vault is reachable, then run again",
+            ) from error
+        if isinstance(result, dict):
+            return 200, result
+        return self._check_status(result, method, api_path)
+
+    def _check_status(
+        self, response: Any, method: str, api_path: str
+    ) -> tuple[int, dict[str, Any]]:
+        status = int(response.status_code)
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        errors = "; ".join(str(item) for item in body.get("errors") or [])
+        if status in (200, 204, 404) or (status == 400 and _CAS_MISMATCH in errors):
+            return status, body
+        if status == 403:
+            raise StateError(
+                f"permission denied: the Vault token may not {method} {api_path} (state)",
+                hint=f'grant "create", "read" and "update" on "{api_path}" in the policy',
+            )
+        raise StateError(
+            f"Vault answered {status} to {method} {api_path} (state): {errors or 'no detail'}",
+            hint="check Vault's health (bao status) and the token, then run again",
+        )
+
+    # Inventory
+
+    def read(self) -> Inventory:
+        """Return the stored inventory; an empty one with a new lineage when none exists."""
+        with self._mutex:
+            stored, version = self._read_stored()
+            if stored is None:
+                return Inventory(lineage=str(uuid.uuid4()), serial=0)
+            self._known = (stored.lineage, stored.serial, version)
+            return stored
+
+    def _read_stored(self) -> tuple[Inventory | None, int]:
+        read = self._kv_read(self.path)
+        where = f"Vault state {self.mount}/{self.path}"
+        if read.deleted:
+            raise StateError(
+                f"{where} was deleted (version {read.version})",
+                hint=(
+                    f"undelete it with `bao kv undelete -mount={self.mount} "
+                    f"-versions={read.version} {self.path}`; " + corrupt_state_hint(where)
+                ),
+            )
+        if read.data is None:
+            return None, read.version
+        document: Any = read.data
+        if read.data.get("encoding") == COMPRESSED_ENCODING:
+            document = decompress_document(str(read.data.get("payload", "")), source=where)
+        elif "encoding" in read.data:
+            raise StateError(
+                f"{where} uses encoding {read.data['encoding']!r}, which this grantctl cannot read",
+                hint="upgrade grantctl to the version that wrote this state",
+            )
+        return document_to_inventory(document, source=where), read.version
+
+    def write(self, inventory: Inventory) -> Inventory:
+        """Store `inventory` with check-and-set and return it with its serial incremented.
+
+        Raises `StateConflictError` when another writer changed the document, and
+        `LockError` when this backend's lock was taken over.
+        """
+        with self._mutex:
+            self._check_lock_still_held()
+            version = self._version_for(inventory)
+            written = Inventory(inventory.lineage, inventory.serial + 1, inventory.entries)
+            new_version = self._kv_write(self.path, self._encode(written), version)
+            if new_version is None:
+                self._known = None
+                raise StateConflictError(
+                    f"Vault state {self.mount}/{self.path} changed while this run wrote it "
+                    f"(check-and-set on version {version} failed)",
+                    hint="run `grantctl plan` again to see the current state",
+                )
+            self._known = (written.lineage, written.serial, new_version)
+            return written
+
+    def _version_for(self, inventory: Inventory) -> int:
+        """Return the KV version to cas on, re-reading unless this backend wrote it last."""
+        if self._known is not None and self._known[:2] == (inventory.lineage, inventory.serial):
+            return self._known[2]
+        stored, version = self._read_stored()
+        serial = 0 if stored is None else stored.serial
+        if stored is not None and stored.lineage != inventory.lineage:
+            raise StateConflictError(
+                f"Vault state {self.mount}/{self.path} has lineage {stored.lineage}, not "
+                f"{inventory.lineage}: it was replaced by another state",
+                hint="run `grantctl plan` again against the current state",
+            )
+        if serial != inventory.serial:
+            raise StateConflictError(
+                f"Vault state {self.mount}/{self.path} is at serial {serial}, but this run read "
+                f"serial {inventory.serial}: another run wrote the state meanwhile",
+                hint="run `grantctl plan` again to see the current state",
+            )
+        return version
+
+    def _encode(self, inventory: Inventory) -> dict[str, Any]:
+        document = inventory_to_document(inventory)
+        size = len(dump_document(document, pretty=False))
+        if size <= COMPRESS_ABOVE_BYTES:
+            return document
+        payload = compress_document(document)
+        if len(payload) > WARN_ABOVE_BYTES:
+            LOGGER.warning(
+                "the compressed state is %d bytes, more than Consul-backed Vault accepts (%d)",
+                len(payload),
+                WARN_ABOVE_BYTES,
+            )
+        return {
+            "format_version": FORMAT_VERSION,
+            "lineage": inventory.lineage,
+            "serial": inventory.serial,
+            "written_at": utc_now_iso(),
+            "encoding": COMPRESSED_ENCODING,
+            "payload": payload,
+        }
+
+    # Lock
+
+    def lock(self, operation: str, *, timeout_s: float = 0.0) -> AbstractContextManager[LockInfo]:
+        """Hold the state lock for a `with` block, waiting up to `timeout_s` for a busy one."""
+        record = new_lock_record(operation, who=self.who, ttl_s=self.lock_ttl_s)
+        return self._holding(record, timeout_s)
+
+    @contextlib.contextmanager
+    def _holding(self, record: dict[str, Any], timeout_s: float) -> Iterator[LockInfo]:
+        where = f"Vault {self.mount}/{self.path}"
+        ttl_s = self.lock_ttl_s
+        with held_lock(self, record, timeout_s=timeout_s, ttl_s=ttl_s, where=where) as info:
+            self._held_lock_id = info.id
+            try:
+                yield info
+            finally:
+                self._held_lock_id = None
+
+    def _read_lock(self) -> tuple[dict[str, Any] | None, int]:
+        read = self._kv_read(self.lock_path)
+        if read.data is None or read.data.get("released"):
+            return None, read.version
+        return read.data, read.version
+
+    def current_lock(self) -> LockInfo | None:
+        """Return the lock as recorded (possibly stale), or None when unlocked."""
+        record, _ = self._read_lock()
+        return None if record is None else lock_info(record)
+
+    def try_acquire(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Store `record` as the lock unless a live one exists; return the live one, else None."""
+        existing, version = self._read_lock()
+        if existing is not None and not is_stale(existing):
+            return existing
+        if self._kv_write(self.lock_path, record, version) is None:
+            # Another process wrote the lock between the read and the write.
+            holder, _ = self._read_lock()
+            return holder or {"id": "unknown", "who": "another process", "expires": ""}
+        if existing is not None:
+            LOGGER.warning("took over a stale state lock: %s", describe_holder(existing))
+        return None
+
+    def renew(self, record: dict[str, Any]) -> bool:
+        """Store `record` with its new expiry if the lock is still ours; return whether."""
+        existing, version = self._read_lock()
+        if existing is None or existing.get("id") != record["id"]:
+            return False
+        return self._kv_write(self.lock_path, record, version) is not None
+
+    def release(self, lock_id: str) -> None:
+        """Replace the lock with a tombstone if it is still `lock_id`'s."""
+        existing, version = self._read_lock()
+        if (
+            existing is None
+            or existing.get("id") != lock_id
+            or not self._tombstone(lock_id, version)
+        ):
+            LOGGER.warning("state lock %s was no longer held at release", lock_id)
+
+    def _tombstone(self, lock_id: str, version: int) -> bool:
+        tombstone = {"released": True, "id": lock_id, "released_at": utc_now_iso()}
+        return self._kv_write(self.lock_path, tombstone, version) is not None
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Release the lock if its id is `lock_id`; raise `LockError` otherwise."""
+        existing, version = self._read_lock()
+        where = f"Vault state {self.mount}/{self.path}"
+        if existing is None:
+            raise LockError(f"{where} is not locked", hint="nothing to unlock")
+        if existing.get("id") != lock_id:
+            raise LockError(
+                f"lock id {lock_id} does not match: {describe_holder(existing)}",
+                hint="copy the lock id from the message of the run that is blocked",
+            )
+        if not self._tombstone(lock_id, version):
+            raise LockError(
+                f"the lock on {where} changed while it was being force-unlocked",
+                hint="run `grantctl force-unlock` again with the id now shown",
+            )
+        LOGGER.warning("force-unlocked %s: removed %s", where, describe_holder(existing))
+
+    def _check_lock_still_held(self) -> None:
+        if self._held_lock_id is None:
+            return
+        record, _ = self._read_lock()
+        if record is None or record.get("id") != self._held_lock_id:
+            holder = describe_holder(record) if record else "nobody holds it now"
+            raise LockError(
+                f"state lock {self._held_lock_id} on {self.mount}/{self.path} was taken over "
+                f"or force-unlocked ({holder}); this run stopped writing the state",
+                hint="run `grantctl plan` again once the other run has finished",
+            )
