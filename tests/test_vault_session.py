@@ -1,0 +1,218 @@
+"""VaultSession failure handling: sealed, unreachable, 5xx retries, namespaces, TLS, API key."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from reconciler.errors import (
+    ConfigError,
+    VaultError,
+    VaultSealedError,
+    VaultUnavailableError,
+)
+from reconciler.model import SecretState, VaultSettings
+from reconciler.secrets import Secret
+from reconciler.vault import (
+    AuthConfig,
+    AuthMethod,
+    VaultSecretStore,
+    connect_vault,
+    read_api_key_from_vault,
+)
+from tests.support.openbao import OpenBaoServer, free_port
+
+
+def root_config(server: OpenBaoServer, **options: object) -> AuthConfig:
+    return AuthConfig(addr=server.addr, token=Secret(server.root_token), **options)  # type: ignore[arg-type]
+
+
+def test_sealed_server(openbao_factory: Callable[..., OpenBaoServer]) -> None:
+    server = openbao_factory()
+    server.kv_put("nylas/leyah", {"refresh_token": "x"})
+    session = connect_vault(root_config(server), backoff_s=0.01)
+    store = VaultSecretStore(session, VaultSettings())
+    server.seal()
+
+    with pytest.raises(VaultSealedError) as caught:
+        store.read_metadata("nylas/leyah")
+    with pytest.raises(VaultSealedError):
+        connect_vault(root_config(server))
+
+    assert "sealed" in caught.value.message
+    assert "unseal" in caught.value.hint
+
+
+def test_unreachable_address() -> None:
+    delays: list[float] = []
+    config = AuthConfig(addr=f"http://127.0.0.1:{free_port()}", token=Secret("any-token"))
+
+    with pytest.raises(VaultUnavailableError) as caught:
+        connect_vault(config, sleep=delays.append)
+
+    assert "could not be reached" in caught.value.message
+    assert "VAULT_ADDR" in caught.value.hint
+
+
+class FlakyVault(BaseHTTPRequestHandler):
+    """Answers 502 to the first `failures` metadata requests, then a KV v2 metadata document."""
+
+    failures = 0
+    seen = 0
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/v1/auth/token/lookup-self"):
+            self._reply(200, {"data": {"ttl": 0, "renewable": False}})
+            return
+        type(self).seen += 1
+        if type(self).seen <= type(self).failures:
+            self._reply(502, {"errors": ["upstream connect error"]})
+            return
+        versions = {"4": {"deletion_time": "", "destroyed": False}}
+        self._reply(200, {"data": {"current_version": 4, "versions": versions}})
+
+    def _reply(self, status: int, body: object) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # base signature
+        pass
+
+
+@pytest.fixture
+def flaky_vault() -> Iterator[tuple[str, type[FlakyVault]]]:
+    handler = type("Handler", (FlakyVault,), {"failures": 0, "seen": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_retries_5xx_then_succeeds(flaky_vault: tuple[str, type[FlakyVault]]) -> None:
+    addr, handler = flaky_vault
+    handler.failures = 2
+    delays: list[float] = []
+    session = connect_vault(AuthConfig(addr=addr, token=Secret("t-flaky")), sleep=delays.append)
+
+    version = VaultSecretStore(session, VaultSettings()).read_metadata("a")
+
+    assert version.state is SecretState.PRESENT
+    assert version.version == 4
+    assert len(delays) == 2
+    assert delays[1] > 0
+
+
+def test_5xx_exhausts_retries(flaky_vault: tuple[str, type[FlakyVault]]) -> None:
+    addr, handler = flaky_vault
+    handler.failures = 100
+    delays: list[float] = []
+    session = connect_vault(
+        AuthConfig(addr=addr, token=Secret("t-flaky")), sleep=delays.append, max_retries=3
+    )
+
+    with pytest.raises(VaultUnavailableError) as caught:
+        VaultSecretStore(session, VaultSettings()).read_metadata("a")
+
+    assert handler.seen == 4
+    assert "upstream connect error" in caught.value.message
+    assert caught.value.path == "secret/metadata/a"
+
+
+def test_namespace_on_login_and_reads(openbao: OpenBaoServer) -> None:
+    namespace = openbao.unique("team")
+    openbao.bao("namespace", "create", namespace)
+    scoped = ("-namespace", namespace)
+    openbao.bao("secrets", "enable", *scoped, "-path=kv", "-version=2", "kv")
+    openbao.bao("kv", "put", *scoped, "-mount=kv", "nylas/leyah", "refresh_token=ns-token")
+    openbao.bao(
+        "policy", "write", *scoped, "reader", "-", stdin='path "kv/*" { capabilities = ["read"] }'
+    )
+    openbao.bao("auth", "enable", *scoped, "approle")
+    openbao.bao("write", *scoped, "auth/approle/role/app", "token_policies=reader")
+    role_id = openbao.bao("read", *scoped, "-field=role_id", "auth/approle/role/app/role-id").stdout
+    secret_id = openbao.bao(
+        "write", *scoped, "-f", "-field=secret_id", "auth/approle/role/app/secret-id"
+    ).stdout
+    config = AuthConfig(
+        addr=openbao.addr,
+        method=AuthMethod.APPROLE,
+        namespace=namespace,
+        role_id=Secret(role_id.strip()),
+        secret_id=Secret(secret_id.strip()),
+    )
+    store = VaultSecretStore(connect_vault(config), VaultSettings(mount="kv"))
+
+    version = store.read_metadata("nylas/leyah")
+    data = store.read_secret("nylas/leyah", version.version)
+    outside = VaultSecretStore(connect_vault(root_config(openbao)), VaultSettings(mount="kv"))
+
+    assert version.state is SecretState.PRESENT
+    assert data["refresh_token"].reveal() == "ns-token"
+    # Without the namespace header the same route leads nowhere.
+    assert outside.read_metadata("nylas/leyah").state is SecretState.MISSING
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_with_ca(openbao_factory: Callable[..., OpenBaoServer]) -> None:
+    server = openbao_factory(tls=True)
+    server.kv_put("tls/one", {"refresh_token": "x"})
+
+    session = connect_vault(root_config(server, cacert=str(server.ca_path)))
+    version = VaultSecretStore(session, VaultSettings()).read_metadata("tls/one")
+
+    assert version.state is SecretState.PRESENT
+    with pytest.raises(VaultUnavailableError) as caught:
+        connect_vault(root_config(server))  # the system CA bundle does not know this CA
+    assert "TLS" in caught.value.message
+    assert "VAULT_CACERT" in caught.value.hint
+    skipped = connect_vault(root_config(server, tls_skip_verify=True))
+    assert VaultSecretStore(skipped, VaultSettings()).read_metadata("tls/one").version == 1
+
+
+def test_api_key_reread_each_call(openbao: OpenBaoServer) -> None:
+    path = openbao.unique("nylas-api")
+    openbao.kv_put(path, {"api_key": "nyk_v0_first-key"})
+    read_key = read_api_key_from_vault(
+        connect_vault(root_config(openbao)), f"secret/{path}#api_key"
+    )
+
+    first = read_key()
+    openbao.kv_put(path, {"api_key": "nyk_v0_rotated-key"})
+    second = read_key()
+
+    assert first.reveal() == "nyk_v0_first-key"
+    assert second.reveal() == "nyk_v0_rotated-key"
+
+
+def test_api_key_missing_field(openbao: OpenBaoServer) -> None:
+    path = openbao.unique("nylas-api")
+    openbao.kv_put(path, {"other": "nyk_v0_not-this-one"})
+    read_key = read_api_key_from_vault(
+        connect_vault(root_config(openbao)), f"secret/{path}#api_key"
+    )
+
+    with pytest.raises(VaultError) as caught:
+        read_key()
+
+    assert "'api_key'" in caught.value.message
+    assert "nyk_v0_not-this-one" not in str(caught.value)
+
+
+@pytest.mark.parametrize("reference", ["secret/nylas/api", "secret#key", "/nylas#k", "a/../b#k"])
+def test_api_key_reference_invalid(openbao: OpenBaoServer, reference: str) -> None:
+    session = connect_vault(root_config(openbao))
+
+    with pytest.raises(ConfigError) as caught:
+        read_api_key_from_vault(session, reference)
+
+    assert "GRANTCTL_NYLAS_API_KEY_VAULT_PATH" in caught.value.message
