@@ -20,6 +20,7 @@ from ruamel.yaml.tokens import CommentToken
 
 from reconciler.errors import Diagnostic, ManifestError
 from reconciler.manifest import MAX_MANIFEST_BYTES
+from reconciler.yamlstrict import MULTIPLE_DOCUMENTS_MESSAGE
 
 TOP_LEVEL_ORDER = (
     "version",
@@ -106,8 +107,11 @@ def _has_explicit_start(text: str) -> bool:
 def _syntax_error(filename: str, error: MarkedYAMLError) -> ManifestError:
     mark = error.problem_mark or error.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    problem = error.problem or "invalid YAML"
-    return ManifestError([Diagnostic(filename, line, column, f"invalid YAML: {problem}")])
+    if "single document" in (error.context or ""):
+        message = MULTIPLE_DOCUMENTS_MESSAGE
+    else:
+        message = f"invalid YAML: {error.problem or 'syntax error'}"
+    return ManifestError([Diagnostic(filename, line, column, message)])
 
 
 def _reorder_manifest(document: CommentedMap) -> None:

@@ -43,6 +43,7 @@ from reconciler.yamlstrict import load_strict_yaml, position_of_offset
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
 ALLOWED_PREFIXES_VARIABLE = "GRANTCTL_VAULT_ALLOWED_PREFIXES"
 DEFAULT_STATE_PATH = ".grantctl/state.json"
+_READ_CHUNK_BYTES = 64 * 1024
 
 
 def load_manifest(path: str | Path, *, allowed_prefixes: Sequence[str] = ()) -> Manifest:
@@ -54,9 +55,7 @@ def load_manifest(path: str | Path, *, allowed_prefixes: Sequence[str] = ()) -> 
     """
     filename = str(path)
     try:
-        with Path(path).open("rb") as file:
-            # One byte over the limit is enough to know the file is too large.
-            content = file.read(MAX_MANIFEST_BYTES + 1)
+        content = _read_limited(Path(path))
     except OSError as error:
         reason = error.strerror or str(error)
         raise ManifestError(
@@ -112,6 +111,24 @@ def normalize_prefixes(prefixes: Sequence[str]) -> tuple[str, ...]:
     """Return the non-empty prefixes without surrounding spaces or slashes."""
     cleaned = (prefix.strip().strip("/") for prefix in prefixes)
     return tuple(prefix for prefix in cleaned if prefix)
+
+
+def _read_limited(path: Path) -> bytes:
+    """Return the file's bytes, stopping one byte past the size limit.
+
+    Reading in chunks avoids both a limit-sized buffer for every small file and an endless
+    read from a device or pipe that reports no size.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    with path.open("rb") as file:
+        while total <= MAX_MANIFEST_BYTES:
+            chunk = file.read(_READ_CHUNK_BYTES)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    return b"".join(chunks)
 
 
 def _decode(content: bytes, filename: str) -> str:

@@ -34,6 +34,10 @@ MAX_DEPTH = 64
 # more than a handful.
 MAX_INTEGER_DIGITS = 20
 
+MULTIPLE_DOCUMENTS_MESSAGE = (
+    "the manifest holds more than one YAML document; keep exactly one per file"
+)
+
 _TAG_PREFIX = "tag:yaml.org,2002:"
 _SAFE_TAGS = frozenset(
     _TAG_PREFIX + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
@@ -183,7 +187,7 @@ def _from_marked_error(filename: str, error: yaml.MarkedYAMLError) -> ManifestEr
     problem = error.problem or "invalid YAML"
     mark = error.problem_mark or error.context_mark
     if "single document" in (error.context or ""):
-        message = "the manifest holds more than one YAML document; keep exactly one per file"
+        message = MULTIPLE_DOCUMENTS_MESSAGE
     elif "'\\t'" in problem:
         message = (
             "invalid YAML: a tab character; indent with spaces, YAML does not allow tabs there"
