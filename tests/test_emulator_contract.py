@@ -327,7 +327,7 @@ def test_connect_without_connector_is_400(emulator_factory: StartEmulator) -> No
 
 
 def test_email_comes_from_identity(emulator_factory: StartEmulator) -> None:
-    """The grant email is the identity's for OAuth, the username for IMAP and iCloud, `email` for EWS."""
+    """The grant email is the identity's (OAuth), the username (IMAP, iCloud) or `email` (EWS)."""
     identities = [
         {"provider": "yahoo", "refresh_token": "rt-y", "email": "Yu@Example.com"},
         {"provider": "imap", "imap_username": "box@example.com", "imap_password": "p1"},
