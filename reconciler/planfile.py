@@ -1,7 +1,7 @@
 """The saved plan: a versioned JSON document (`schemas/plan.schema.json`) written by
 `grantctl plan --out` and read back by `grantctl apply PLAN`.
 
-It sits between the planner and the executor. The document holds the changes and everything
+It sits between the planner and the executor. The document contains the changes and everything
 apply needs to detect that the world moved (see `check_plan_is_current`), a `checksum` over
 the rest of the document so that edits are detected, and never a secret value.
 """
@@ -227,7 +227,7 @@ def validate_plan_document(document: object, *, source: str = "plan") -> None:
     """Raise `PlanFileError` unless `document` is a plan this version can apply unchanged.
 
     Checks, in order: the format version (a newer one is rejected before the schema, which
-    would only say "not 1"), every schema error, and the checksum.
+    would only report "not 1"), every schema error, and the checksum.
     """
     if not isinstance(document, dict):
         raise PlanFileError(

@@ -190,6 +190,7 @@ def _plan_account(inputs: _Inputs, account: Account, draft: _Draft) -> None:
             replace_names=inputs.options.replace,
             retry_quarantined=inputs.options.retry_quarantined,
         )
+
     draft.observations.append(_observe(account, secret, decision.grant))
     draft.warnings += decision.warnings
     if decision.error is not None:
@@ -198,6 +199,7 @@ def _plan_account(inputs: _Inputs, account: Account, draft: _Draft) -> None:
     change = decision.change
     if change is None:
         return
+
     if _needs_secret_check(change, secret):
         draft.errors.append(secret_error(inputs.manifest, account, secret))
         return

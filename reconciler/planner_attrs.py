@@ -52,7 +52,7 @@ def describe_before(grant: Grant | None, entry: InventoryEntry | None) -> dict[s
     """Return the attributes as they are now, or None when neither grant nor entry exists.
 
     Grant facts win over the inventory's record of them; `vault_version` is the version
-    last sent, which only the inventory knows.
+    last sent, which only the inventory records.
     """
     if grant is None and entry is None:
         return None
@@ -91,7 +91,9 @@ def describe_after(
     creates one whose id is not known yet. Scopes are the manifest's when it names any,
     else the grant's.
     """
-    scopes = sorted(account.scopes) if account.scopes else sorted(grant.scopes if grant else ())
+    scopes = sorted(account.scopes)
+    if not scopes and grant is not None:
+        scopes = sorted(grant.scopes)
     return {
         "grant_id": grant.id if grant else None,
         "email": account.email,

@@ -53,7 +53,9 @@ def decide_present(
     matches = index.matches(account.provider.value, account.email)
     if len(matches) > 1:
         return Decision(error=_duplicates_error(account, matches), grant=matches[0])
-    grant = matches[0] if matches else (index.by_id.get(entry.grant_id) if entry else None)
+    grant = matches[0] if matches else None
+    if grant is None and entry is not None:
+        grant = index.by_id.get(entry.grant_id)
     if grant is None:
         change = _connect(account, entry, secret)
     else:
@@ -324,7 +326,7 @@ def _quarantine(
             change,
             message=f"{change.message} The account is quarantined and retried because {why}.",
         )
-    last = f" The last error was: {entry.last_error}" if entry.last_error else ""
+    last = f" The last error was: {entry.last_error.rstrip('.')}." if entry.last_error else ""
     message = (
         f"Skipped: the account is quarantined after {entry.failures} failed applies.{last} "
         "It is planned again once its Vault secret changes or with --retry-quarantined."

@@ -82,8 +82,8 @@ def decide_inventory_only(
         )
         return _entry_change(entry, Action.DELETE, Reason.REMOVED_DESTROY, message, grant)
     message = (
-        f"Listed under `removed:` with `destroy: false`. Stop managing grant {grant.id}; "
-        "the grant stays in Nylas."
+        f"Listed under `removed:` with `destroy: false`. Stop managing grant {grant.id}, "
+        "which stays in Nylas."
     )
     return _entry_change(entry, Action.FORGET, Reason.REMOVED_KEEP_GRANT, message, grant)
 

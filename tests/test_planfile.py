@@ -202,7 +202,7 @@ def test_stale_manifest_changed() -> None:
 
 
 def test_stale_inventory_serial_moved() -> None:
-    """A moved serial says the plan may already have been applied."""
+    """A moved serial warns that the plan may already have been applied."""
     inventory = replace(current_world()["inventory"], serial=43)
     message = stale_message(inventory=inventory)
     assert "serial 42 -> 43" in message
@@ -210,13 +210,13 @@ def test_stale_inventory_serial_moved() -> None:
 
 
 def test_stale_inventory_replaced() -> None:
-    """A different lineage says the inventory was replaced."""
+    """A different lineage reports that the inventory was replaced."""
     inventory = replace(current_world()["inventory"], lineage="other")
     assert "the inventory was replaced" in stale_message(inventory=inventory)
 
 
 def test_stale_empty_inventory_filled() -> None:
-    """A plan made against an empty inventory is stale once it holds accounts."""
+    """A plan made against an empty inventory is stale once it contains accounts."""
     document = make_document()
     document["inventory"] = {"lineage": "L", "serial": 0, "empty": True}
     entry = InventoryEntry("a", "g", "google", "a@example.com", "nylas/a")

@@ -160,7 +160,7 @@ def plan_case(case: dict[str, Any]) -> Plan:
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=[path.stem for path in CASE_FILES])
 def test_planner_case(path: Path) -> None:
-    """The plan holds exactly the case's expected changes, errors and unmanaged grants."""
+    """The plan contains exactly the case's expected changes, errors and unmanaged grants."""
     case = load_case(path)
     expect = case["expect"]
     plan = plan_case(case)

@@ -1,0 +1,86 @@
+"""Pieces shared by the plan views: action symbols, the summary sentence, markdown escaping.
+
+The text and markdown plan views (`plan_text`, `plan_markdown`) render the same `Plan` that
+`reconciler.planfile` serializes, so they agree on counts, order and wording.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from reconciler.model import Action, Change, Plan
+
+# Terraform-like markers, one per action; no-ops are summarized, so they rarely show.
+SYMBOLS: Mapping[Action, str] = {
+    Action.CONNECT: "+",
+    Action.RECONNECT: "~",
+    Action.ADOPT: "=",
+    Action.DELETE: "-",
+    Action.FORGET: "x",
+    Action.NOOP: " ",
+}
+
+# Order of actions in the legend and the summary sentence.
+ACTION_ORDER = (Action.CONNECT, Action.RECONNECT, Action.ADOPT, Action.DELETE, Action.FORGET)
+
+NO_CHANGES = "No changes. The grants match the manifest."
+
+
+def summary_sentence(plan: Plan) -> str:
+    """Return `Plan: 2 to connect, 1 to reconnect, ... 0 to forget.` for `plan`."""
+    parts = [f"{plan.count(action)} to {action.value}" for action in ACTION_ORDER]
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def actions_used(plan: Plan) -> list[Action]:
+    """Return the actions other than no-op that `plan` contains, in legend order."""
+    present = {change.action for change in plan.changes}
+    return [action for action in ACTION_ORDER if action in present]
+
+
+def version_transition(change: Change) -> str:
+    """Return the Vault version as `old -> new`, or the one version when it does not move."""
+    before = change.before.get("vault_version") if change.before else None
+    after = change.after.get("vault_version") if change.after else None
+    # A side that does not exist has no version to compare with.
+    if change.before is None:
+        before = after
+    if change.after is None:
+        after = before
+    if before == after:
+        return "-" if after is None else str(after)
+    return f"{_or_dash(before)} -> {_or_dash(after)}"
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def noop_breakdown(plan: Plan) -> str:
+    """Return e.g. `3 accounts unchanged (2 in_sync, 1 quarantined).`, or '' when none."""
+    noops = [change for change in plan.changes if change.action is Action.NOOP]
+    if not noops:
+        return ""
+    counts: dict[str, int] = {}
+    for change in noops:
+        counts[change.reason.value] = counts.get(change.reason.value, 0) + 1
+    detail = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+    noun = "account" if len(noops) == 1 else "accounts"
+    return f"{len(noops)} {noun} unchanged ({detail})."
+
+
+# Characters with an inline meaning in GitHub-flavoured markdown. Block markers such as `#`
+# or `-` only act at the start of a line, and values never start one.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Return `text` safe to place in a markdown paragraph or table cell.
+
+    Inline markdown characters are backslash-escaped, `|` included so a value cannot split a
+    table cell, `&` becomes `&amp;` so a value cannot spell an HTML entity, and line breaks
+    become spaces so a value cannot end a table row.
+    """
+    flat = " ".join(text.splitlines()).replace("&", "&amp;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
