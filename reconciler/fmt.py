@@ -1,8 +1,9 @@
 """The engine of `grantctl fmt`: rewrite a manifest in canonical order and style.
 
 Formatting round-trips the text through ruamel.yaml, so comments, quoting and flow lists
-survive. Keys are put in a canonical order (top level, then inside each section, account and
-removed entry); accounts keep their file order, which carries meaning for readers. Unknown
+survive. Keys are put in a canonical order at the top level and inside each section,
+account and removed entry. Accounts keep their file order because it carries meaning for
+readers. Unknown
 keys keep their relative order after the known ones, so formatting an invalid manifest loses
 nothing. Indentation becomes two spaces, with list dashes indented under their key.
 """
@@ -164,8 +165,8 @@ def _move_comments(mapping: CommentedMap, keys: list[Any], wanted: list[Any], co
             above[keys[index + 1]] = [_indent_comment(line, column) for line in lines]
         else:
             trailer = lines
-    # Comments above the old first key sit outside this mapping and stay above the new first
-    # key; a moved key's own comment lines go below the first key, the closest place left.
+    # Comments above the old first key sit outside this mapping, so they stay above the new
+    # first key. The new first key's own comment lines go below it, the closest place left.
     orphaned = above.pop(wanted[0], [])
     for index, key in enumerate(wanted):
         following = above.get(wanted[index + 1], []) if index + 1 < len(wanted) else trailer
@@ -174,8 +175,8 @@ def _move_comments(mapping: CommentedMap, keys: list[Any], wanted: list[Any], co
         _set_comment(_tail_slot(mapping, key), end_of_line[key] + "".join(following))
 
 
-# Where a comment token lives: the container, the key or index in it, and the slot of
-# `ca.items[key]` (2 for a mapping value, 0 for a list item).
+# The location of a comment token: the container, the key or index in it, and the position
+# in `ca.items[key]` (2 for a mapping value, 0 for a list item).
 _Slot = tuple[Any, Any, int]
 
 

@@ -38,8 +38,8 @@ from reconciler.model import (
 )
 from reconciler.yamlstrict import load_strict_yaml, position_of_offset
 
-# Far above any real manifest (a thousand accounts take about 200 KB); the limit keeps a
-# mistaken or hostile file from tying up the pure-Python YAML parser.
+# Far above any real manifest, since a thousand accounts take about 200 KB. The limit keeps
+# a mistaken or hostile file from tying up the pure-Python YAML parser.
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
 ALLOWED_PREFIXES_VARIABLE = "GRANTCTL_VAULT_ALLOWED_PREFIXES"
 DEFAULT_STATE_PATH = ".grantctl/state.json"

@@ -1,9 +1,9 @@
 """Checks on a manifest that JSON Schema cannot express, collected with the schema errors.
 
-Each check reads the parsed document defensively (a value may still have the wrong type,
-which the schema check reports), so every problem in a file is found in one run: uniqueness
-of names, emails and secrets, provider rules, the form of Vault paths, and the allowlist of
-Vault path prefixes.
+The checks cover unique names, emails and secrets, provider rules, the form of Vault paths,
+and the allowlist of Vault path prefixes. Each reads the parsed document defensively,
+because a value may still have the wrong type (the schema check reports that). So every
+problem in a file is found in one run.
 """
 
 from __future__ import annotations

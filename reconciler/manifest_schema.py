@@ -1,10 +1,10 @@
 """JSON Schema validation of a parsed manifest, with messages rewritten for people.
 
 The schema (`schemas/manifest.schema.json`) is the single description of the format that
-editors also use. This module runs every schema error through `Draft202012Validator`,
-places each at the YAML line and column of the offending key or value, names the account it
-belongs to, and replaces jsonschema's raw wording where it does not help
-("Additional properties are not allowed" becomes "unknown key 'x'; did you mean 'y'?").
+editors also use. This module collects every error `Draft202012Validator` finds and places
+each at the YAML line and column of the offending key or value, with the account it belongs
+to. It replaces jsonschema's raw wording where it does not help: "Additional properties are
+not allowed" becomes "unknown key 'x'; did you mean 'y'?".
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ _TYPE_NAMES = {
     "null": "null",
 }
 
-# What a value matching each field's `pattern` looks like, by the field's key.
+# A description of the values each field's `pattern` accepts, by the field's key.
 _PATTERN_HINTS = {
     "name": "1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
     "credential_id": "a UUID such as 3f2b6c1e-9a4d-4e8b-8f3a-2c1d5e7f9a0b",
@@ -101,7 +101,12 @@ def describe_path(path: YamlPath) -> str:
     """Return `path` as it reads in messages, e.g. `accounts[2].provider`."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif text:
+            text += f".{part}"
+        else:
+            text = part
     return text or "the manifest"
 
 

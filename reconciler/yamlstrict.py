@@ -1,8 +1,8 @@
 """Strict YAML loading for manifests, keeping the position of every node.
 
 `load_strict_yaml` parses one YAML document into plain JSON-like values (dict, list, str,
-int, float, bool, None) and records where each value and each mapping key sits in the file,
-so that schema and semantic errors can point at a line and column. It rejects what YAML 1.1
+int, float, bool, None). It records where each value and each mapping key starts in the
+file, so that schema and semantic errors can point at a line and column. It rejects what YAML 1.1
 silently reinterprets (`no` as false, `0755` as 493, `1:30` as 90), duplicate keys, aliases,
 and every tag outside YAML's safe core set.
 
@@ -62,7 +62,7 @@ class LoadedYaml:
 
     `data` is None for a document without content (empty, or only comments).
     `value_positions[path]` is where the value at `path` starts; `key_positions[path]` is
-    where the key naming that value starts (mapping entries only). `problems` holds the
+    where the key naming that value starts (mapping entries only). `problems` lists the
     non-fatal problems as (path, position, message); their paths are also in `flagged`.
     """
 
@@ -291,7 +291,7 @@ class _ValueBuilder:
             if problem:
                 return text, problem
         if node.tag in (_STR_TAG, _TIMESTAMP_TAG):
-            # Dates stay strings, as in YAML 1.2 and JSON: no manifest field holds a date.
+            # Dates stay strings, as in YAML 1.2 and JSON: no manifest field is a date.
             return text, ""
         if node.tag == _NULL_TAG:
             return None, ""

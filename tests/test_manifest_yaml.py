@@ -219,3 +219,9 @@ def load_error(path: Path) -> tuple[Diagnostic, ...]:
     with pytest.raises(ManifestError) as raised:
         load_manifest(path)
     return raised.value.diagnostics
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_endless_device_rejected() -> None:
+    diagnostics = load_error(Path("/dev/zero"))
+    assert "larger than 5 MiB" in diagnostics[0].message
