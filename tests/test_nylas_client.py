@@ -1,4 +1,4 @@
-"""NylasClient over httpx.MockTransport: requests it builds and answers it parses."""
+"""NylasClient over httpx.MockTransport: requests it builds and responses it parses."""
 
 from __future__ import annotations
 

@@ -191,7 +191,7 @@ def test_limiter_keeps_emulator_from_429(emulator_factory: StartEmulator) -> Non
 
 
 def test_unlimited_client_meets_emulator_429(emulator_factory: StartEmulator) -> None:
-    # The control case for the test above: without the client's limit the emulator answers 429.
+    # The control case for the test above: without the client's limit the emulator returns 429.
     server = emulator_factory(make_fixture(identities=0, grants=1))
     settings = replace(QUICK, parallelism=10, rate_limit_per_s=10_000, rate_burst=1_000)
 

@@ -1,4 +1,4 @@
-"""Fakes shared by the Nylas client tests (no tests here): scripted MockTransport answers."""
+"""Fakes shared by the Nylas client tests (no tests here): scripted MockTransport responses."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def grant_json(
 
 
 def list_page(grants: list[dict[str, Any]], *, limit: int = 200, offset: int = 0) -> httpx.Response:
-    """Return a `GET /v3/grants` answer holding `grants`."""
+    """Return a `GET /v3/grants` response containing `grants`."""
     body = {"request_id": "req-list", "data": grants, "limit": limit, "offset": offset}
     return httpx.Response(200, json=body)
 
@@ -46,7 +46,7 @@ def list_page(grants: list[dict[str, Any]], *, limit: int = 200, offset: int = 0
 def error(
     status: int, error_type: str = "error", message: str = "failed", **extra: Any
 ) -> httpx.Response:
-    """Return a Nylas error envelope answer."""
+    """Return a Nylas error envelope response."""
     body = {
         "request_id": f"req-{status}",
         "error": {"type": error_type, "message": message, **extra},
@@ -86,7 +86,7 @@ def make_harness(
     settings: ClientSettings = FAST,
     api_key: Callable[[], Secret] | None = None,
 ) -> Harness:
-    """Build a client whose requests are answered by `steps`."""
+    """Build a client whose requests get the responses in `steps`."""
     script = Script(list(steps))
     sleeps: list[float] = []
     client = NylasClient(

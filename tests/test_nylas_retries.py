@@ -347,3 +347,14 @@ def test_debug_log_line_per_request(caplog: pytest.LogCaptureFixture) -> None:
     retries = [record for record in caplog.records if record.message.startswith("retrying")]
     assert len(retries) == 1
     assert retries[0].levelno == logging.INFO
+
+
+def test_provider_429_hint_blames_provider() -> None:
+    body = {
+        "request_id": "req-429",
+        "error": {"type": "rate_limit_error", "message": "slow", "provider_error": {"e": "x"}},
+    }
+    harness = make_harness(httpx.Response(429, json=body, headers={"Retry-After": "600"}))
+    with pytest.raises(NylasRateLimitError) as caught:
+        harness.client.list_grants()
+    assert "provider rate-limited" in caught.value.hint

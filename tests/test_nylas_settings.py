@@ -204,3 +204,14 @@ def test_bucket_rejects_bad_arguments() -> None:
         TokenBucket(0, 5)
     with pytest.raises(ValueError, match="burst"):
         TokenBucket(10, 0)
+
+
+def test_plain_http_to_remote_host_warns(caplog: pytest.LogCaptureFixture) -> None:
+    environ = {"GRANTCTL_NYLAS_API_URI": "http://emulator.internal:8787"}
+    assert api_base_url(Region.US, environ) == "http://emulator.internal:8787"
+    assert "unencrypted" in caplog.text
+
+
+def test_plain_http_to_loopback_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    api_base_url(Region.US, {"GRANTCTL_NYLAS_API_URI": "http://[::1]:8787"})
+    assert caplog.text == ""

@@ -101,7 +101,7 @@ class NylasClient:
         return [grant for grant in grants if grant.email_key == wanted]
 
     def get_grant(self, grant_id: str) -> Grant | None:
-        """Return one grant, or None when Nylas answers 404."""
+        """Return one grant, or None when Nylas returns 404."""
         call = Call(
             "GET",
             _grant_path(grant_id),
@@ -127,7 +127,7 @@ class NylasClient:
         """Create or re-authenticate a grant with `POST /v3/connect/custom`.
 
         Raises `NylasOutcomeUnknownError` when the request may have reached Nylas but no
-        usable answer arrived; the caller looks the grant up before sending again.
+        usable response arrived; the caller looks the grant up before sending again.
         """
         call = Call(
             "POST",
@@ -143,7 +143,7 @@ class NylasClient:
             grant = parse_grant(data_object(body, call, response), request_id=request_id)
         except NylasError as exc:
             raise self._sender.unknown(
-                call, response, f"the grant in the answer is unusable: {exc.message}"
+                call, response, f"the grant in the response is unusable: {exc.message}"
             ) from exc
         return ConnectResult(
             grant=grant, request_id=request_id, created=response.status_code == 201
@@ -184,7 +184,7 @@ class NylasClient:
                 )
             for grant in page.grants:
                 grants.setdefault(grant.id, grant)
-            # A server may clamp the limit; the page is full at the limit it says it applied.
+            # A server may clamp the limit; the page is full at the limit it reports.
             # NOTE: a server that clamps without echoing `limit` ends the listing early.
             page_size = min(LIST_LIMIT, page.limit or LIST_LIMIT)
             if len(page.grants) < page_size:

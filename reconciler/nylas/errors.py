@@ -1,4 +1,4 @@
-"""The one place where HTTP answers and httpx exceptions become `NylasError` subclasses.
+"""The one place where HTTP responses and httpx exceptions become `NylasError` subclasses.
 
 The class follows the HTTP status, never Nylas' `error.type`, because the type strings differ
 between Nylas' specification, its docs and live traffic. Every message names the operation,
@@ -38,7 +38,7 @@ _SPACE = re.compile(r"\s+")
 
 KEY_HINT = (
     "check that NYLAS_API_KEY holds a current API key of the application and that "
-    "nylas.region in the manifest matches the application's region (Nylas answers 401 to a "
+    "nylas.region in the manifest matches the application's region (Nylas returns 401 to a "
     "key of the other region)"
 )
 CREDENTIALS_HINT = (
@@ -50,6 +50,7 @@ RATE_LIMIT_HINT = (
     "another client may be using the application's 50 requests/s: lower "
     "GRANTCTL_NYLAS_RATE_LIMIT or GRANTCTL_PARALLELISM, or run again later"
 )
+PROVIDER_RATE_LIMIT_HINT = "the provider rate-limited this mailbox behind Nylas: run again later"
 UNKNOWN_OUTCOME_HINT = (
     "the grant may exist now: grantctl looks it up by email before sending again, and "
     "`grantctl plan` shows the current state"
@@ -58,7 +59,7 @@ UNKNOWN_OUTCOME_HINT = (
 
 @dataclass(frozen=True)
 class ErrorBody:
-    """The parts of a Nylas error answer that go into a `NylasError`, already redacted."""
+    """The parts of a Nylas error response that go into a `NylasError`, already redacted."""
 
     request_id: str | None
     error_type: str | None
@@ -130,7 +131,7 @@ def read_error_body(response: httpx.Response) -> ErrorBody:
 def error_from_response(
     response: httpx.Response, operation: str, account: str = "", *, attempts: int = 1
 ) -> NylasError:
-    """Map a final, unsuccessful answer to the `NylasError` subclass for its status."""
+    """Map a final, unsuccessful response to the `NylasError` subclass for its status."""
     status = response.status_code
     if status == 429:
         return rate_limit_error(response, operation, account, "the rate limit is still exceeded")
@@ -183,16 +184,18 @@ def _classify(status: int, operation: str, body: ErrorBody) -> tuple[type[NylasE
 def rate_limit_error(
     response: httpx.Response, operation: str, account: str, reason: str
 ) -> NylasRateLimitError:
-    """Build the error for a 429 that is not retried further; `reason` says why not."""
+    """Build the error for a 429 that is not retried further; `reason` explains why not."""
     body = read_error_body(response)
     message = f"{subject_of(operation, account)} failed: {reason} ({body.describe(429)})"
-    return _build(NylasRateLimitError, body, 429, message, RATE_LIMIT_HINT)
+    # A provider-side limit carries the provider's own error; Nylas' own limit does not.
+    hint = RATE_LIMIT_HINT if body.provider_error is None else PROVIDER_RATE_LIMIT_HINT
+    return _build(NylasRateLimitError, body, 429, message, hint)
 
 
 def outcome_unknown_from_response(
     response: httpx.Response, operation: str, account: str, reason: str
 ) -> NylasOutcomeUnknownError:
-    """Build the error for a connect whose answer does not tell whether it took effect."""
+    """Build the error for a connect whose response does not show whether it took effect."""
     body = read_error_body(response)
     message = (
         f"{subject_of(operation, account)}: the outcome is unknown because {reason} "
@@ -216,7 +219,7 @@ def error_from_transport(
     cause = REDACTOR.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     if outcome_unknown:
         return NylasOutcomeUnknownError(
-            f"{subject}: the request may have reached Nylas but no answer arrived ({cause})",
+            f"{subject}: the request may have reached Nylas but no response arrived ({cause})",
             hint=UNKNOWN_OUTCOME_HINT,
         )
     if isinstance(exc, httpx.TimeoutException):
@@ -233,7 +236,7 @@ def error_from_transport(
         )
     # A body that httpx could not decode (a broken Content-Encoding, for example).
     return NylasError(
-        f"{subject} failed: the answer from Nylas could not be read ({cause})",
+        f"{subject} failed: the response from Nylas could not be read ({cause})",
         hint="check any proxy between grantctl and Nylas; quote the error to Nylas support",
     )
 

@@ -20,7 +20,7 @@ _STATUSES = {status.value: status for status in GrantStatus}
 
 @dataclass(frozen=True)
 class GrantPage:
-    """One page of `GET /v3/grants`: its grants and the `limit` the server says it applied."""
+    """One page of `GET /v3/grants`: its grants and the `limit` the server reports."""
 
     grants: tuple[Grant, ...]
     limit: int | None

@@ -1,7 +1,7 @@
 """A thread-safe token bucket that every request of a `NylasClient` passes through.
 
 Nylas allows 50 requests/s per application on the grants and authentication endpoints and
-answers 429 beyond that. All executor workers share one bucket, and retries take a token like
+returns 429 beyond that. All executor workers share one bucket, and retries take a token like
 first attempts, so the whole process stays under `rate + burst` requests in any 1-second
 window: a bucket of `burst` tokens refilled at `rate` tokens/s admits at most
 `burst + rate * T` requests in any window of T seconds.

@@ -11,8 +11,8 @@ The rules, applied per request with one shared budget of `max_retries` further a
 - A connect (POST) is sent again only when it certainly never left this process: the
   connection could not be opened (`ConnectError`, `ConnectTimeout`) or no pooled connection
   became free (`PoolTimeout`). Anything after the first byte may have been sent (a read
-  timeout, a write error or timeout mid-body, a connection dropped before the answer) and a
-  5xx answer may come after the grant was stored. Those raise `NylasOutcomeUnknownError`,
+  timeout, a write error or timeout mid-body, a connection dropped before the response) and a
+  5xx response may come after the grant was stored. Those raise `NylasOutcomeUnknownError`,
   so apply looks the grant up with `find_grants` and decides instead of re-sending.
 - A 401 makes the client read the API key again and, when the key changed, send the request
   once more outside the budget, so a key rotated with overlap does not fail the run.
@@ -47,7 +47,7 @@ PERMANENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
 
 
 class Decision(enum.Enum):
-    """What the client does after an httpx request failure."""
+    """The client's next step after an httpx request failure."""
 
     RETRY = "retry"
     FAIL = "fail"
@@ -57,7 +57,7 @@ class Decision(enum.Enum):
 def decide_after_request_error(exc: httpx.RequestError, method: str) -> Decision:
     """Classify an httpx failure of a request with `method` by the rules above."""
     if not isinstance(exc, httpx.TransportError):
-        # The answer arrived but could not be decoded: Nylas processed the request.
+        # The response arrived but could not be decoded: Nylas processed the request.
         return Decision.FAIL if method in IDEMPOTENT_METHODS else Decision.OUTCOME_UNKNOWN
     if isinstance(exc, PERMANENT_ERRORS):
         return Decision.FAIL
@@ -77,7 +77,7 @@ def backoff_delay(attempt: int, settings: ClientSettings, rng: random.Random) ->
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Return the seconds a `Retry-After` header asks for, or None when absent or unreadable.
+    """Return the seconds a `Retry-After` header requests, or None when absent or unreadable.
 
     The header holds either delay seconds or an HTTP date (RFC 9110, section 10.2.3); a date
     in the past means zero.
@@ -121,7 +121,7 @@ class RequestStats:
     """Thread-safe counters of a client's requests, for benchmarks, tests and logs.
 
     `requests` counts every attempt sent (retries included), `retries` the attempts after the
-    first, `rate_limited` the 429 answers seen, `key_reloads` the API key re-reads after a
+    first, `rate_limited` the 429 responses seen, `key_reloads` the API key re-reads after a
     401, and `outcome_unknown` the connects whose outcome could not be known.
     """
 
@@ -151,5 +151,5 @@ class RequestStats:
 
     @property
     def rate_limited(self) -> int:
-        """429 answers seen."""
+        """429 responses seen."""
         return self.snapshot().rate_limited

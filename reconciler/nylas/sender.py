@@ -1,6 +1,6 @@
 """The request engine of `NylasClient`: rate limit, API key, retries and error mapping.
 
-One `Sender` is shared by every executor worker: it holds one `httpx.Client` whose pool has a
+One `Sender` is shared by every executor worker: it owns one `httpx.Client` whose pool has a
 connection per worker, the token bucket that every attempt passes through, and the API key,
 cached and re-read after a 401. The retry rules are described in `reconciler.nylas.retry`.
 Requests are logged at DEBUG on the `reconciler.nylas` logger with method, path and query,
@@ -218,7 +218,9 @@ class Sender:
             self._pause(call, delay, "429", attempt, logging.WARNING)
             return
         if status >= 500 and call.method not in IDEMPOTENT_METHODS:
-            raise self.unknown(call, response, f"Nylas answered {status} after receiving it")
+            raise self.unknown(
+                call, response, f"Nylas returned {status} after receiving the request"
+            )
         if status >= 500 and failures <= self.settings.max_retries:
             delay = backoff_delay(failures, self.settings, self._rng)
             self._pause(call, delay, str(status), attempt, logging.INFO)
@@ -231,14 +233,16 @@ class Sender:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         cap = self.settings.retry_after_cap_s
         if retry_after is not None and retry_after > cap:
-            reason = f"Nylas asked to wait {retry_after:.0f} s, more than the {cap:g} s allowed"
+            reason = (
+                f"Nylas requested a wait of {retry_after:.0f} s, more than the {cap:g} s allowed"
+            )
             raise rate_limit_error(response, call.operation, call.account, reason)
         if failures > self.settings.max_retries:
             reason = f"the rate limit was still exceeded after {attempt} attempts"
             raise rate_limit_error(response, call.operation, call.account, reason)
         if retry_after is None:
             return backoff_delay(failures, self.settings, self._rng)
-        # A little jitter, so workers told the same moment do not all return at it.
+        # A little jitter, so workers given the same Retry-After do not all return together.
         return retry_after + self._rng.uniform(0.0, self.settings.backoff_base_s)
 
     def _pause(self, call: Call, delay: float, cause: str, attempt: int, level: int) -> None:
@@ -259,7 +263,7 @@ class Sender:
         self.stats.add("key_reloads")
         if self._key.reload(rejected):
             logger.warning(
-                "Nylas answered 401 to %s %s: retrying once with the re-read API key",
+                "Nylas returned 401 to %s %s: retrying once with the re-read API key",
                 call.method,
                 call.target,
             )
@@ -274,7 +278,7 @@ class Sender:
         return error
 
     def json(self, response: httpx.Response, call: Call) -> Any:
-        """Decode a successful answer; a body that is not JSON is an error, never a traceback."""
+        """Decode a successful response; a body that is not JSON is an error, never a traceback."""
         try:
             return response.json()
         except (ValueError, UnicodeDecodeError) as exc:
@@ -282,7 +286,7 @@ class Sender:
             if call.method not in IDEMPOTENT_METHODS:
                 raise self.unknown(call, response, reason) from exc
             raise NylasError(
-                f"{subject_of(call.operation, call.account)} failed: Nylas answered "
+                f"{subject_of(call.operation, call.account)} failed: Nylas returned "
                 f"{response.status_code} but {reason}",
                 status=response.status_code,
                 request_id=request_id_of(response),
@@ -294,7 +298,7 @@ def data_object(body: Any, call: Call, response: httpx.Response) -> object:
     """Return the `data` member of a single-object envelope."""
     if not isinstance(body, dict) or "data" not in body:
         raise NylasError(
-            f"{subject_of(call.operation, call.account)} failed: the answer has no `data` object",
+            f"{subject_of(call.operation, call.account)} failed: the response has no `data` object",
             status=response.status_code,
             request_id=request_id_of(response, body),
             hint="quote the request id to Nylas support",

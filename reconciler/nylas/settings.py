@@ -42,8 +42,8 @@ class ClientSettings:
 
     `rate_limit_per_s` defaults to 40 requests/s, below the 50 requests/s that Nylas allows
     per application on the grants and authentication endpoints, so a run leaves room for
-    other users of the application. With a token bucket of `rate_burst` tokens, no 1-second
-    window ever holds more than `rate_limit_per_s + rate_burst` requests.
+    other users of the application. With a token bucket of `rate_burst` tokens, the client
+    sends at most `rate_limit_per_s + rate_burst` requests in any 1-second window.
     """
 
     timeout_connect_s: float = 5.0
