@@ -79,7 +79,7 @@ def backoff_delay(attempt: int, settings: ClientSettings, rng: random.Random) ->
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Return the seconds a `Retry-After` header requests, or None when absent or unreadable.
 
-    The header contains either delay seconds or an HTTP date (RFC 9110, section 10.2.3); a date
+    The header contains either delay seconds or an HTTP date, and a date
     in the past means zero.
     """
     if value is None or not value.strip():
