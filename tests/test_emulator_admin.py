@@ -15,7 +15,7 @@ import pytest
 
 from reconciler.emulator import EmulatorServer, FixtureError, check_host
 from reconciler.errors import ConfigError
-from tests.support.emulator import API_KEY, StartEmulator, admin_client, api_client
+from tests.support.emulator import API_KEY, admin_client, api_client
 
 MICROSOFT = {"provider": "microsoft", "settings": {"refresh_token": "rt-leyah-1"}}
 IMAP_SETTINGS = {
@@ -81,7 +81,7 @@ def test_admin_expire_by_id(emulator: EmulatorServer) -> None:
 
 
 def test_admin_expire_unknown_is_404(emulator: EmulatorServer) -> None:
-    """Expiring a grant that does not exist answers 404."""
+    """Expiring a grant that does not exist returns 404."""
     with admin_client(emulator) as admin:
         assert admin.post("/_emulator/grants/nope/expire").status_code == 404
 
@@ -117,7 +117,7 @@ def test_admin_identity_enables_connect(emulator: EmulatorServer) -> None:
 
 
 def test_admin_invalid_identity_is_400_without_secret(emulator: EmulatorServer) -> None:
-    """An identity missing its email answers 400 and the message never echoes the token."""
+    """An identity missing its email returns 400 and the message never echoes the token."""
     identity = {"provider": "zoom", "refresh_token": "rt-very-secret"}
     with admin_client(emulator) as admin:
         response = admin.post("/_emulator/identities", json=identity)
@@ -127,7 +127,7 @@ def test_admin_invalid_identity_is_400_without_secret(emulator: EmulatorServer) 
 
 
 def test_admin_revoke_expires_and_blocks_token(emulator: EmulatorServer) -> None:
-    """Revoking a token expires its grant and makes later connects answer 400 invalid_grant."""
+    """Revoking a token expires its grant and makes later connects return 400 invalid_grant."""
     grant_id = connect(emulator, MICROSOFT).json()["data"]["id"]
     with admin_client(emulator) as admin:
         response = admin.post("/_emulator/revoke", json={"token": "rt-leyah-1"})
@@ -146,7 +146,7 @@ def test_revoke_by_imap_username(emulator: EmulatorServer) -> None:
 
 
 def test_admin_revoke_unknown_is_404_without_echo(emulator: EmulatorServer) -> None:
-    """Revoking an unknown token answers 404 and does not echo it."""
+    """Revoking an unknown token returns 404 and does not echo it."""
     with admin_client(emulator) as admin:
         response = admin.post("/_emulator/revoke", json={"token": "rt-never-seen"})
     assert response.status_code == 404
@@ -171,7 +171,7 @@ def test_rotated_token_reconnects_same_grant(emulator: EmulatorServer) -> None:
 
 
 def test_admin_api_key_rotation(emulator: EmulatorServer) -> None:
-    """Keys added through /_emulator/api-keys work at once; removed keys answer 401."""
+    """Keys added through /_emulator/api-keys work at once; removed keys return 401."""
     with admin_client(emulator) as admin:
         response = admin.post("/_emulator/api-keys", json={"add": ["nyk_new"], "remove": [API_KEY]})
     assert response.json()["data"] == {"count": 1}
@@ -193,7 +193,7 @@ def test_admin_faults_round_trip(emulator: EmulatorServer) -> None:
 
 
 def test_admin_unknown_fault_is_400(emulator: EmulatorServer) -> None:
-    """An unknown fault name answers 400 naming it."""
+    """An unknown fault name returns 400 naming it."""
     with admin_client(emulator) as admin:
         response = admin.post("/_emulator/faults", json={"latency": 5})
     assert response.status_code == 400
@@ -210,7 +210,7 @@ def test_admin_clock_moves_updated_at(emulator: EmulatorServer) -> None:
 
 
 def test_admin_unknown_route_and_method(emulator: EmulatorServer) -> None:
-    """Unknown admin paths answer 404, wrong methods 405, both as JSON."""
+    """Unknown admin paths return 404, wrong methods 405, both as JSON."""
     with admin_client(emulator) as admin:
         missing = admin.get("/_emulator/nothing")
         wrong = admin.delete("/_emulator/faults")
@@ -271,7 +271,7 @@ def test_admin_clear_log(emulator: EmulatorServer) -> None:
 # Fixtures
 
 
-def test_fixture_yaml_file(tmp_path: Path, emulator_factory: StartEmulator) -> None:
+def test_fixture_yaml_file(tmp_path: Path) -> None:
     """A YAML fixture file loads identities, grants and keys."""
     path = tmp_path / "fixture.yaml"
     path.write_text(
@@ -316,7 +316,7 @@ def test_fixture_invalid_yaml(tmp_path: Path) -> None:
         EmulatorServer(path)
 
 
-def test_fixture_duplicate_grant_ids(emulator_factory: StartEmulator) -> None:
+def test_fixture_duplicate_grant_ids() -> None:
     """Two fixture grants with one id are rejected."""
     grants = [{"id": "same", "provider": "google", "email": f"{name}@example.com"} for name in "ab"]
     with pytest.raises(FixtureError, match="same"):
@@ -345,8 +345,8 @@ def test_remote_hosts_rejected(host: str) -> None:
     check_host(host, allow_remote=True)
 
 
-def test_serve_stops_on_sigterm(tmp_path: Path) -> None:
-    """serve() answers requests until SIGTERM, then returns and the process exits 0."""
+def test_serve_stops_on_sigterm() -> None:
+    """serve() handles requests until SIGTERM, then returns and the process exits 0."""
     script = (
         "import sys\n"
         "from reconciler.emulator import serve\n"

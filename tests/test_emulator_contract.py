@@ -64,7 +64,7 @@ def test_connect_envelope_and_request_id(client: httpx.Client) -> None:
 
 
 def test_list_envelope_has_limit_and_offset(client: httpx.Client) -> None:
-    """A list answer carries `data`, `limit` (default 10) and `offset` (default 0)."""
+    """A list response carries `data`, `limit` (default 10) and `offset` (default 0)."""
     body = client.get("/v3/grants").json()
     assert set(body) == {"request_id", "data", "limit", "offset"}
     assert body["limit"] == 10
@@ -72,7 +72,7 @@ def test_list_envelope_has_limit_and_offset(client: httpx.Client) -> None:
 
 
 def test_delete_envelope_is_request_id_only(client: httpx.Client) -> None:
-    """DELETE answers 200 with only `request_id`, then the grant is 404."""
+    """DELETE returns 200 with only `request_id`, then the grant is 404."""
     grant_id = client.post("/v3/connect/custom", json=MICROSOFT).json()["data"]["id"]
     response = client.delete(f"/v3/grants/{grant_id}")
     assert response.status_code == 200
@@ -82,7 +82,7 @@ def test_delete_envelope_is_request_id_only(client: httpx.Client) -> None:
 
 
 def test_request_ids_are_unique(client: httpx.Client) -> None:
-    """Every answer has its own request id."""
+    """Every response has its own request id."""
     ids = {client.get("/v3/grants").headers["x-request-id"] for _ in range(5)}
     assert len(ids) == 5
 
@@ -130,18 +130,18 @@ def test_credential_id_recorded_on_grant(client: httpx.Client) -> None:
 
 
 def test_unknown_route_is_json_404(client: httpx.Client) -> None:
-    """An unknown path answers 404 in the error envelope."""
+    """An unknown path returns 404 in the error envelope."""
     error = assert_error(client.get("/v3/nothing-here"), 404)
     assert error["type"] == "api.not_found_error"
 
 
 def test_unknown_grant_is_json_404(client: httpx.Client) -> None:
-    """GET of a grant id that never existed answers 404 in the error envelope."""
+    """GET of a grant id that never existed returns 404 in the error envelope."""
     assert_error(client.get("/v3/grants/does-not-exist"), 404)
 
 
 def test_wrong_method_is_json_405(client: httpx.Client) -> None:
-    """A known path with a wrong method answers 405 with `Allow`."""
+    """A known path with a wrong method returns 405 with `Allow`."""
     response = client.post("/v3/grants", json={})
     assert_error(response, 405)
     assert response.headers["Allow"] == "GET"
@@ -153,14 +153,14 @@ def test_wrong_method_is_json_405(client: httpx.Client) -> None:
     ids=["wrong-key", "no-header", "no-bearer"],
 )
 def test_bad_api_key_is_401(emulator: EmulatorServer, headers: dict[str, str]) -> None:
-    """A missing or unknown API key answers 401 `token.unauthorized_access`."""
+    """A missing or unknown API key returns 401 `token.unauthorized_access`."""
     with api_client(emulator, headers=headers) as raw:
         response = raw.get("/v3/grants")
     assert assert_error(response, 401)["type"] == "token.unauthorized_access"
 
 
 def test_invalid_json_body_is_400(client: httpx.Client) -> None:
-    """A body that is not JSON answers 400."""
+    """A body that is not JSON returns 400."""
     response = client.post(
         "/v3/connect/custom", content=b"{not json", headers={"Content-Type": "application/json"}
     )
@@ -236,13 +236,13 @@ CONNECT_REJECTIONS = [
 def test_connect_rejects_invalid_body(
     client: httpx.Client, body: dict[str, Any], named: str
 ) -> None:
-    """Each invalid body answers 400 and the message names the offending field or value."""
+    """Each invalid body returns 400 and the message names the offending field or value."""
     error = assert_error(client.post("/v3/connect/custom", json=body), 400)
     assert named in error["message"]
 
 
 def test_missing_provider_has_documented_type(client: httpx.Client) -> None:
-    """A body without `provider` answers 400 `grant.provider_required`."""
+    """A body without `provider` returns 400 `grant.provider_required`."""
     response = client.post("/v3/connect/custom", json={"settings": {}})
     assert assert_error(response, 400)["type"] == "grant.provider_required"
 
@@ -255,7 +255,7 @@ def test_missing_provider_has_documented_type(client: httpx.Client) -> None:
 def test_rejected_token_is_400_invalid_grant(
     emulator_factory: StartEmulator, settings: dict[str, str]
 ) -> None:
-    """An unknown or revoked refresh token answers 400 with provider_error invalid_grant."""
+    """An unknown or revoked refresh token returns 400 with provider_error invalid_grant."""
     revoked = {
         "provider": "microsoft",
         "refresh_token": "rt-revoked",
@@ -272,7 +272,7 @@ def test_rejected_token_is_400_invalid_grant(
 
 
 def test_wrong_imap_password_is_400(client: httpx.Client) -> None:
-    """An IMAP login with the wrong password answers 400 invalid_grant."""
+    """An IMAP login with the wrong password returns 400 invalid_grant."""
     settings = {**IMAP_SETTINGS, "imap_password": "wrong"}
     error = assert_error(
         client.post("/v3/connect/custom", json={"provider": "imap", "settings": settings}), 400
@@ -281,7 +281,7 @@ def test_wrong_imap_password_is_400(client: httpx.Client) -> None:
 
 
 def test_google_token_needs_identity_scopes(emulator_factory: StartEmulator) -> None:
-    """A Google token without userinfo.profile answers 400 "Authentication failed"."""
+    """A Google token without userinfo.profile returns 400 "Authentication failed"."""
     scopes = [scope for scope in GOOGLE_SCOPES if not scope.endswith("userinfo.profile")]
     identity = {
         "provider": "google",
@@ -310,7 +310,7 @@ def test_google_token_with_scopes_connects(client: httpx.Client) -> None:
 
 
 def test_connect_without_connector_is_400(emulator_factory: StartEmulator) -> None:
-    """With `connectors: [google]`, a Microsoft connect answers 400 naming the provider."""
+    """With `connectors: [google]`, a Microsoft connect returns 400 naming the provider."""
     identity = {"provider": "microsoft", "refresh_token": "rt-m", "email": "m@example.com"}
     server = emulator_factory(
         {"api_keys": [API_KEY], "connectors": ["google"], "identities": [identity]}
@@ -370,7 +370,7 @@ def test_email_comes_from_identity(emulator_factory: StartEmulator) -> None:
 
 
 def test_reauth_keeps_id_and_created_at(emulator: EmulatorServer, client: httpx.Client) -> None:
-    """A second connect answers 200 with the same id and created_at and a later updated_at."""
+    """A second connect returns 200 with the same id and created_at and a later updated_at."""
     first = client.post("/v3/connect/custom", json=MICROSOFT)
     emulator.expire_grant(grant_id=first.json()["data"]["id"])
     emulator.advance_clock(30)
@@ -459,7 +459,7 @@ def many(emulator_factory: StartEmulator) -> EmulatorServer:
 
 
 def test_default_page_is_ten_newest(many: EmulatorServer) -> None:
-    """Without parameters a page holds 10 grants, newest created first."""
+    """Without parameters a page contains 10 grants, newest created first."""
     with api_client(many) as client:
         ids = list_ids(client)
     assert ids == [f"g-{index:03d}" for index in range(249, 239, -1)]
@@ -475,7 +475,7 @@ def test_limit_over_200_is_clamped(many: EmulatorServer) -> None:
 
 @pytest.mark.parametrize("limit", ["0", "-1", "ten"])
 def test_invalid_limit_is_400(client: httpx.Client, limit: str) -> None:
-    """A limit that is not a positive integer answers 400."""
+    """A limit that is not a positive integer returns 400."""
     assert_error(client.get("/v3/grants", params={"limit": limit}), 400)
 
 
@@ -559,7 +559,7 @@ def test_sort_ties_broken_by_id(emulator_factory: StartEmulator) -> None:
     ids=["sort-by", "order-by", "grant-status", "since"],
 )
 def test_invalid_list_parameter_is_400(client: httpx.Client, params: dict[str, str]) -> None:
-    """An unknown sort field, order, status or a non-integer time answers 400."""
+    """An unknown sort field, order, status or a non-integer time returns 400."""
     assert_error(client.get("/v3/grants", params=params), 400)
 
 

@@ -1,7 +1,7 @@
 """The admin HTTP API under `/_emulator/`: the same operations as `EmulatorCore`'s methods.
 
 Admin requests need no API key and are never rate-limited, faulted or logged. Bodies are
-JSON objects; answers use the API's envelopes, so one client can read both.
+JSON objects. Responses use the API's envelopes, so one client can read both.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _advance_clock(core: EmulatorCore, body: dict[str, object], param: str) -> o
     return {"now": core.advance_clock(seconds)}
 
 
-# (method, pattern) -> handler; a pattern group captures the one path parameter.
+# (method, pattern) -> handler. A group in the pattern captures the one path parameter.
 _ROUTES: list[tuple[str, re.Pattern[str], AdminHandler]] = [
     ("GET", re.compile(r"grants"), _list_grants),
     ("POST", re.compile(r"grants"), _add_grant),

@@ -27,7 +27,7 @@ MAX_LIMIT = 200
 
 @dataclass(frozen=True)
 class ApiRequest:
-    """A parsed HTTP request; `body` is the decoded JSON or None when there was none."""
+    """A parsed HTTP request, whose `body` is the decoded JSON or None when there was none."""
 
     method: str
     path: str
@@ -53,7 +53,7 @@ class Route:
 
 
 def connect_custom(request: ApiRequest, core: EmulatorCore) -> Response:
-    """Create or re-authenticate a grant; 201 on create, 200 on re-authentication."""
+    """Create a grant (201) or re-authenticate the existing one (200)."""
     parsed = parse_connect(request.body, core.connectors)
     identity = authenticate(core.store, parsed)
     outcome = connect(
@@ -153,7 +153,7 @@ def get_grant(request: ApiRequest, core: EmulatorCore) -> Response:
 
 
 def delete_grant(request: ApiRequest, core: EmulatorCore) -> Response:
-    """Delete a grant for good; 404 when it does not exist."""
+    """Delete a grant for good, or raise 404 when it does not exist."""
     grant_id = request.path_params["id"]
     if not core.store.delete(grant_id):
         raise not_found(f"grant {grant_id} not found")
@@ -161,7 +161,7 @@ def delete_grant(request: ApiRequest, core: EmulatorCore) -> Response:
 
 
 def patch_grant(request: ApiRequest, core: EmulatorCore) -> Response:
-    """Replace a grant's `settings` and/or `scope`; the status is left as it is."""
+    """Replace a grant's `settings` and/or `scope` and leave its status as it is."""
     body = request.body
     if not isinstance(body, dict) or not body or set(body) - {"settings", "scope"}:
         raise invalid_request("the request body must be a JSON object with settings and/or scope")
@@ -188,7 +188,7 @@ _GRANT_PATH = re.compile(r"^/v3/grants/(?P<id>[^/]+)$")
 
 
 def resolve(path: str) -> Route:
-    """Return the route for `path`; unknown paths get a route without handlers (404)."""
+    """Return the route for `path`, a route without handlers (404) when unknown."""
     if path == "/v3/connect/custom":
         return Route("/v3/connect/custom", "auth", {"POST": connect_custom}, {})
     if path == "/v3/grants":
@@ -215,7 +215,7 @@ def _group_of(path: str) -> str:
 
 
 def dispatch(route: Route, request: ApiRequest, core: EmulatorCore) -> Response:
-    """Run the handler for the request's method; 404 for unknown paths, 405 for wrong methods."""
+    """Run the handler for the request's method, or raise 404 (unknown path) or 405."""
     if not route.handlers:
         raise not_found(f"no route for {request.method} {request.path}")
     handler = route.handlers.get(request.method)

@@ -41,7 +41,7 @@ _CREDENTIAL_KEYS: dict[str, tuple[str, str | None]] = {
     "icloud": ("username", "password"),
     "ews": ("ews_username", "ews_password"),
 }
-# Google refuses tokens without these scopes; each entry lists the accepted spellings.
+# Google rejects tokens without these scopes. Each entry lists the accepted spellings.
 GOOGLE_REQUIRED_SCOPES = (
     ("openid",),
     ("userinfo.email", "email", "https://www.googleapis.com/auth/userinfo.email"),
@@ -68,12 +68,13 @@ class ConnectOutcome:
 
 
 def parse_connect(body: object, connectors: tuple[str, ...] | None) -> ConnectRequest:
-    """Validate a connect body; raise ApiError 400 naming the first invalid field."""
+    """Validate a connect body and raise ApiError 400 naming the first invalid field."""
     if not isinstance(body, Mapping):
         raise invalid_request("the request body must be a JSON object")
     unknown = sorted(set(body) - {"provider", "settings", "scope", "state"})
     if unknown:
         raise invalid_request(f"unknown field {unknown[0]!r} in the request body")
+
     provider = body.get("provider")
     if not provider:
         raise ApiError(400, "grant.provider_required", "provider is required")
@@ -83,10 +84,12 @@ def parse_connect(body: object, connectors: tuple[str, ...] | None) -> ConnectRe
         )
     if connectors is not None and provider not in connectors:
         raise invalid_request(f"no connector exists for provider {provider!r} in this application")
+
     settings = body.get("settings")
     if not isinstance(settings, Mapping):
         raise invalid_request("settings is required and must be a JSON object")
     _check_settings(str(provider), settings)
+
     scope = body.get("scope")
     if scope is not None and (
         not isinstance(scope, list) or not all(isinstance(s, str) for s in scope)
@@ -118,7 +121,7 @@ def _check_settings(provider: str, settings: Mapping[str, object]) -> None:
 
 
 def authenticate(store: GrantStore, request: ConnectRequest) -> Identity:
-    """Return the identity behind the request's credential; raise ApiError 400 when rejected."""
+    """Return the identity behind the request's credential, or raise ApiError 400."""
     credential_key, password_key = _CREDENTIAL_KEYS[request.provider]
     identity = store.find_identity(request.provider, str(request.settings[credential_key]))
     password_ok = identity is not None and (
@@ -161,7 +164,7 @@ def connect(
         now = store.now()
         grant = store.find_by_key(request.provider, identity.email)
         if grant is not None:
-            # Re-authentication keeps the id and created_at; only what a login changes moves.
+            # Re-authentication keeps the id and created_at and changes only what a login sets.
             grant.grant_status = "valid"
             grant.updated_at = now
             grant.scope = list(identity.scopes)

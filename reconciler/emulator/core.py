@@ -79,7 +79,7 @@ class EmulatorCore:
             return key in self._api_keys
 
     def update_api_keys(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> int:
-        """Accept the keys in `add` and stop accepting those in `remove`; return the key count."""
+        """Accept the keys in `add`, reject those in `remove` and return the key count."""
         with self._keys_lock:
             self._api_keys.update(add)
             self._api_keys.difference_update(remove)
@@ -95,7 +95,7 @@ class EmulatorCore:
     def expire_grant(
         self, grant_id: str | None = None, email: str | None = None
     ) -> list[dict[str, object]]:
-        """Set the grant `grant_id`, or every grant for `email`, to `invalid`; return them.
+        """Set the grant `grant_id`, or every grant for `email`, to `invalid` and return them.
 
         Raise ValueError when neither is given and KeyError when nothing matches.
         """
@@ -105,9 +105,9 @@ class EmulatorCore:
             return [grant.to_json() for grant in self.store.expire(grant_id=grant_id, email=email)]
 
     def revoke_token(self, token_or_username: str) -> list[dict[str, object]]:
-        """Revoke a refresh token or password-provider username; return the grants expired.
+        """Revoke a refresh token or password-provider username and return the grants expired.
 
-        Later connects with that credential answer 400 `invalid_grant`. Raise KeyError when
+        Later connects with that credential return 400 `invalid_grant`. Raise KeyError when
         no identity has the credential.
         """
         with self.store.lock:
@@ -154,7 +154,7 @@ class EmulatorCore:
 
     @property
     def rate_limit(self) -> int:
-        """The requests per second allowed per endpoint group; 0 when disabled."""
+        """Requests per second allowed per endpoint group, 0 when disabled."""
         return self.limiter.limit
 
     # Request log

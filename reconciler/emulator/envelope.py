@@ -56,7 +56,7 @@ class Response:
     body: dict[str, object] | bytes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
-    # False for answers that imitate a proxy in front of Nylas, which sends no request id.
+    # False for responses that imitate a proxy in front of Nylas, which sends no request id.
     with_request_id: bool = True
 
     def encode(self) -> bytes:

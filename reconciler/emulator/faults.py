@@ -1,6 +1,6 @@
 """Fault injection and the per-group rate limit of the Nylas emulator.
 
-`FaultSettings` holds the knobs, one field per `grantctl emulator` flag. `FaultInjector`
+`FaultSettings` contains the knobs, one field per `grantctl emulator` flag. `FaultInjector`
 draws the fault for each API request from them, and `SlidingWindowLimiter` enforces the
 50 requests/second limit that Nylas applies to each endpoint group of an application.
 """
@@ -93,7 +93,7 @@ def coerce_faults(faults: FaultSettings | Mapping[str, object] | None) -> FaultS
 
 
 def replace_faults(current: FaultSettings, changes: Mapping[str, object]) -> FaultSettings:
-    """Return `current` with the fields in `changes` replaced; unknown names raise ConfigError."""
+    """Return `current` with the fields in `changes` replaced. Unknown names raise ConfigError."""
     known = {field.name for field in dataclasses.fields(FaultSettings)}
     unknown = sorted(set(changes) - known)
     if unknown:
@@ -116,13 +116,13 @@ class FaultDecision:
 
 
 class FaultInjector:
-    """Draws a `FaultDecision` per API request; thread-safe."""
+    """Thread-safe source of one `FaultDecision` per API request."""
 
     def __init__(self, settings: FaultSettings) -> None:
         self._lock = threading.Lock()
         self._settings = settings
         self._burst_left = settings.burst_429
-        # Faults simulate an unreliable network; they need no cryptographic randomness.
+        # Faults simulate an unreliable network, so they need no cryptographic randomness.
         self._random = random.Random()  # noqa: S311
 
     @property
@@ -131,7 +131,7 @@ class FaultInjector:
         return self._settings
 
     def update(self, settings: FaultSettings) -> None:
-        """Replace the settings; `burst_429` restarts the count of upcoming 429 answers."""
+        """Replace the settings and restart the `burst_429` count of upcoming 429 responses."""
         with self._lock:
             self._settings = settings
             self._burst_left = settings.burst_429
@@ -163,11 +163,11 @@ class SlidingWindowLimiter:
 
     @property
     def limit(self) -> int:
-        """The maximum requests per key per second; 0 disables the limit."""
+        """Maximum requests per key per second, 0 when disabled."""
         return self._limit
 
     def set_limit(self, limit: int) -> None:
-        """Change the limit; requests already admitted stay in the window."""
+        """Change the limit. Requests already admitted stay in the window."""
         with self._lock:
             self._limit = limit
 

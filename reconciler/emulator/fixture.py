@@ -61,7 +61,7 @@ _TOP_LEVEL_KEYS = {"api_keys", "rate_limit", "connectors", "identities", "grants
 
 
 class FixtureError(ConfigError):
-    """An emulator fixture, identity or grant that is invalid; lists every problem."""
+    """Invalid emulator fixture, identity or grant, with every problem listed."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
@@ -73,7 +73,7 @@ class FixtureError(ConfigError):
 
 @dataclass
 class Fixture:
-    """A validated fixture; `connectors` None means every provider has a connector."""
+    """A validated fixture. `connectors` None means every provider has a connector."""
 
     api_keys: list[str] = field(default_factory=lambda: [DEFAULT_API_KEY])
     rate_limit: int | None = None
@@ -108,7 +108,7 @@ def load_fixture(source: Mapping[str, object] | str | Path | None, *, now: int) 
 
 
 def parse_fixture(document: Mapping[str, object], *, origin: str, now: int) -> Fixture:
-    """Validate a fixture document; raise FixtureError listing every problem."""
+    """Validate a fixture document and raise FixtureError listing every problem."""
     unknown = sorted(set(document) - _TOP_LEVEL_KEYS)
     problems = [f"{origin}: unknown key {key!r}" for key in unknown]
     fixture = Fixture()
@@ -164,7 +164,7 @@ def _entries(
 
 
 def parse_identity(entry: object, where: str, problems: list[str]) -> Identity | None:
-    """Validate one identity entry; append problems and return None when it is invalid."""
+    """Validate one identity entry, appending problems and returning None when invalid."""
     if not isinstance(entry, Mapping):
         problems.append(f"{where}: must be a mapping")
         return None
@@ -174,6 +174,7 @@ def parse_identity(entry: object, where: str, problems: list[str]) -> Identity |
             f"{where}: provider must be one of {', '.join(PROVIDERS)}, got {provider!r}"
         )
         return None
+
     credential_key, password_key, email_defaults = _IDENTITY_CREDENTIALS[str(provider)]
     allowed = _IDENTITY_COMMON | {credential_key} | ({password_key} if password_key else set())
     before = len(problems)
@@ -193,6 +194,7 @@ def parse_identity(entry: object, where: str, problems: list[str]) -> Identity |
         problems.append(f"{where}: scopes must be a list of strings")
     if len(problems) > before:
         return None
+
     return Identity(
         provider=str(provider),
         credential=entry[credential_key],
@@ -205,35 +207,15 @@ def parse_identity(entry: object, where: str, problems: list[str]) -> Identity |
 
 
 def parse_grant(entry: object, where: str, problems: list[str], *, now: int) -> GrantRecord | None:
-    """Validate one pre-existing grant entry; append problems and return None when invalid."""
+    """Validate one pre-existing grant entry, appending problems and returning None when invalid."""
     if not isinstance(entry, Mapping):
         problems.append(f"{where}: must be a mapping")
         return None
-    before = len(problems)
-    problems += [f"{where}: unknown key {key!r}" for key in sorted(set(entry) - _GRANT_KEYS)]
-    if entry.get("provider") not in PROVIDERS:
-        providers = ", ".join(PROVIDERS)
-        problems.append(
-            f"{where}: provider must be one of {providers}, got {entry.get('provider')!r}"
-        )
-    if not isinstance(entry.get("email"), str) or not entry["email"]:
-        problems.append(f"{where}: email is missing or not a non-empty string")
-    if entry.get("status", "valid") not in ("valid", "invalid"):
-        problems.append(f"{where}: status must be valid or invalid, got {entry.get('status')!r}")
-    if not _is_string_list(entry.get("scopes", [])):
-        problems.append(f"{where}: scopes must be a list of strings")
-    _check_optional(
-        entry,
-        where,
-        problems,
-        created_at=int,
-        updated_at=int,
-        blocked=bool,
-        settings=dict,
-        **dict.fromkeys(_GRANT_STRINGS, str),
-    )
-    if len(problems) > before:
+    found = _grant_problems(entry, where)
+    if found:
+        problems += found
         return None
+
     created_at = entry.get("created_at", now)
     return GrantRecord(
         id=entry.get("id") or new_grant_id(),
@@ -247,6 +229,34 @@ def parse_grant(entry: object, where: str, problems: list[str], *, now: int) -> 
         settings=dict(entry.get("settings", {})),
         **{name: entry.get(name, "") for name in _GRANT_STRINGS if name != "id"},
     )
+
+
+def _grant_problems(entry: Mapping[str, object], where: str) -> list[str]:
+    problems = [f"{where}: unknown key {key!r}" for key in sorted(set(entry) - _GRANT_KEYS)]
+    if entry.get("provider") not in PROVIDERS:
+        providers = ", ".join(PROVIDERS)
+        problems.append(
+            f"{where}: provider must be one of {providers}, got {entry.get('provider')!r}"
+        )
+    if not isinstance(entry.get("email"), str) or not entry["email"]:
+        problems.append(f"{where}: email is missing or not a non-empty string")
+    if entry.get("status", "valid") not in ("valid", "invalid"):
+        problems.append(f"{where}: status must be valid or invalid, got {entry.get('status')!r}")
+    if not _is_string_list(entry.get("scopes", [])):
+        problems.append(f"{where}: scopes must be a list of strings")
+
+    column_types = dict.fromkeys(_GRANT_STRINGS, str)
+    _check_optional(
+        entry,
+        where,
+        problems,
+        created_at=int,
+        updated_at=int,
+        blocked=bool,
+        settings=dict,
+        **column_types,
+    )
+    return problems
 
 
 def _check_optional(

@@ -32,7 +32,7 @@ logger = logging.getLogger("reconciler.emulator")
 MAX_BODY_BYTES = 1024 * 1024
 RATE_LIMITED_GROUPS = ("auth", "grants", "connectors")
 
-# What socketserver passes as a request: a socket for TCP (a tuple only for UDP servers).
+# The request type socketserver passes: a socket for TCP, a tuple only for UDP servers.
 _Request = socket.socket | tuple[bytes, socket.socket]
 
 
@@ -88,8 +88,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nylas-emulator"
     sys_version = ""
-    # Headers and body are separate writes; without this, Nagle's algorithm and delayed
-    # ACKs add about 40 ms to every answer on a keep-alive connection.
+    # Headers and body are separate writes. Without this, Nagle's algorithm and delayed
+    # ACKs add about 40 ms to every response on a keep-alive connection.
     disable_nagle_algorithm = True
     timeout = 120  # seconds an idle keep-alive connection stays open
     server: EmulatorHTTPServer
@@ -213,7 +213,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         except ApiError as error:
             return error.to_response(request_id)
         except Exception:
-            # A handler bug must still produce an answer in the envelope, and a log line.
+            # A handler bug must still produce a response in the envelope and a log line.
             logger.exception(
                 "emulator handler failed on %s %s (request id %s)",
                 self.command,
@@ -273,8 +273,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _drop(self) -> None:
-        # Closing without a status line is what a client sees when a proxy or the network
-        # loses the connection; the client cannot tell whether the request took effect.
+        # A close without a status line is what a client sees when the network loses the
+        # connection. The client cannot tell whether the request took effect.
         self.close_connection = True
         with contextlib.suppress(OSError):  # the client closed first
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -292,7 +292,7 @@ def _check_rate_limit(core: EmulatorCore, route: Route, admitted: bool) -> None:
 def _fault_response(
     core: EmulatorCore, decision: FaultDecision, request_id: str
 ) -> tuple[Response, str] | None:
-    """Return the injected answer and the fault's name, or None when none applies."""
+    """Return the injected response and the fault's name, or None when none applies."""
     if decision.burst_429:
         return _burst_429(core, request_id), "burst_429"
     if decision.html_error:

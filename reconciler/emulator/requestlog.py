@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 from reconciler.secrets import MASK
 
-# Entries kept; counters keep counting past it so long soak runs use bounded memory.
+# Entries kept. The counters go on counting past it, so long soak runs use bounded memory.
 MAX_LOG_ENTRIES = 100_000
 
 
 @dataclass(frozen=True)
 class LoggedRequest:
-    """One API request as the log records it; `status` 0 means the connection was dropped."""
+    """One API request as the log records it. `status` 0 means the connection was dropped."""
 
     method: str
     path: str
@@ -80,7 +80,7 @@ class RequestLog:
             return [entry.to_json() for entry in self._entries]
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Return request counts per endpoint, status ("dropped": no answer) and group."""
+        """Return request counts per endpoint, status ("dropped": no response) and group."""
         with self._lock:
             return {
                 "by_endpoint": dict(self._by_endpoint),

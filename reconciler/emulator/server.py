@@ -43,9 +43,9 @@ def check_host(host: str, *, allow_remote: bool) -> None:
 
 
 class EmulatorServer(EmulatorCore):
-    """A Nylas v3 emulator serving HTTP on a background thread; use it as a context manager.
+    """A Nylas v3 emulator serving HTTP on a background thread, usable as a context manager.
 
-    `fixture` is a dict, a YAML file path or None; `faults` a `FaultSettings` or a mapping of
+    `fixture` is a dict, a YAML file path or None. `faults` is a `FaultSettings` or a mapping of
     its fields. The admin methods inherited from `EmulatorCore` work before and after start.
     """
 
@@ -68,7 +68,7 @@ class EmulatorServer(EmulatorCore):
 
     @property
     def port(self) -> int:
-        """The bound port; the requested one until `start` (0 means any free port)."""
+        """Bound port, or the requested one until `start` (0 means any free port)."""
         if self._httpd is None:
             return self._requested_port
         return int(self._httpd.server_address[1])
@@ -80,7 +80,7 @@ class EmulatorServer(EmulatorCore):
         return f"http://{host}:{self.port}"
 
     def start(self) -> EmulatorServer:
-        """Bind the port and start serving on a daemon thread; return self."""
+        """Bind the port, start serving on a daemon thread and return self."""
         if self._httpd is not None:
             return self
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -103,7 +103,7 @@ class EmulatorServer(EmulatorCore):
         return self
 
     def stop(self) -> None:
-        """Stop serving, close open connections and release the port; safe to call twice."""
+        """Stop serving, close open connections and release the port. Safe to call twice."""
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return

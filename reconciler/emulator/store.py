@@ -22,7 +22,7 @@ PROVIDERS = OAUTH_PROVIDERS + PASSWORD_PROVIDERS
 
 @dataclass
 class Identity:
-    """An account as the provider knows it, reached by one credential.
+    """An account as the provider sees it, reached by one credential.
 
     `credential` is the refresh token for OAuth providers and the username for password
     providers (`imap_username`, iCloud `username`, `ews_username`); `password` is set only
@@ -46,7 +46,7 @@ class Identity:
 
 @dataclass
 class GrantRecord:
-    """A Nylas grant; `to_json` renders the object the API returns."""
+    """A Nylas grant, rendered by `to_json` as the API returns it."""
 
     id: str
     provider: str
@@ -72,7 +72,7 @@ class GrantRecord:
         return (self.provider, self.email.casefold())
 
     def to_json(self) -> dict[str, object]:
-        """Return the grant as the API serializes it; empty optional strings are omitted."""
+        """Return the grant as the API serializes it, without empty optional strings."""
         document: dict[str, object] = {
             "id": self.id,
             "provider": self.provider,
@@ -172,7 +172,7 @@ class GrantStore:
             return None if grant_id is None else self._grants[grant_id]
 
     def insert(self, grant: GrantRecord) -> GrantRecord:
-        """Add `grant`; raise ValueError when its id or (provider, email) is taken."""
+        """Add `grant`, or raise ValueError when its id or (provider, email) is taken."""
         with self.lock:
             if grant.id in self._grants:
                 raise ValueError(f"grant id {grant.id} already exists")
@@ -189,7 +189,7 @@ class GrantStore:
             self._sorted.clear()
 
     def delete(self, grant_id: str) -> bool:
-        """Delete a grant for good; return False when it did not exist."""
+        """Delete a grant for good and return False when it did not exist."""
         with self.lock:
             grant = self._grants.pop(grant_id, None)
             if grant is None:
@@ -201,7 +201,7 @@ class GrantStore:
     def expire(self, grant_id: str | None = None, email: str | None = None) -> list[GrantRecord]:
         """Set `grant_status` to invalid on the grant `grant_id` or on every grant for `email`.
 
-        Return the grants changed; raise KeyError when none matches.
+        Return the grants changed, or raise KeyError when none matches.
         """
         with self.lock:
             if grant_id is not None:
