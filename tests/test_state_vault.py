@@ -45,7 +45,7 @@ def test_concurrent_write_conflicts(openbao: Any) -> None:
     base = first.write(Inventory(empty.lineage, 0, {}))
     seen = second.read()
     first.write(Inventory(base.lineage, base.serial, {"a": entry("a")}))
-    with pytest.raises(StateConflictError, match="check-and-set on version 2 failed"):
+    with pytest.raises(StateConflictError, match="check-and-set on version 1 failed"):
         second.write(Inventory(seen.lineage, seen.serial, {"b": entry("b")}))
 
 
