@@ -220,10 +220,11 @@ def run_reconcile_loop(
         outcome = _run_round(round_fn, clock)
         _count(counters, outcome, wall_clock())
         _publish(on_round, counters, logger)
-        if once or stop.is_set():
-            _log_round(logger, counters, outcome, next_in_s=None)
-            if once:
-                return outcome.exit_code
+        if once:
+            _log_round(logger, counters, outcome, next_in_s=None, after="exiting (--once)")
+            return outcome.exit_code
+        if stop.is_set():
+            _log_round(logger, counters, outcome, next_in_s=None, after="stopping")
             break
         delay = _next_delay(
             counters.consecutive_transient,
@@ -306,12 +307,13 @@ def _log_round(
     outcome: _RoundOutcome,
     *,
     next_in_s: float | None,
+    after: str = "",
 ) -> None:
     number = counters.rounds
     took = format_duration(outcome.duration_s)
     error = outcome.error
     if next_in_s is None:
-        after = "stopping"
+        pass
     elif outcome.transient:
         after = f"retrying in {format_duration(next_in_s)}"
     else:
@@ -342,13 +344,20 @@ def _describe_result(result: RoundResult) -> str:
     if result.not_attempted:
         parts.append(f"{result.not_attempted} not attempted")
     if result.plan_errors:
-        parts.append(f"{result.plan_errors} plan errors")
+        noun = "plan error" if result.plan_errors == 1 else "plan errors"
+        parts.append(f"{result.plan_errors} {noun}")
     return ", ".join(parts) if parts else "no changes"
 
 
 def _one_line(error: BaseException) -> str:
     # Multi-line messages (a manifest's diagnostics, a hint) become one log line.
-    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = ""
+    for line in (line.strip() for line in str(error).splitlines()):
+        if not line:
+            continue
+        separator = "" if not text else " " if text.endswith(":") else "; "
+        text += separator + line
+    return text
 
 
 def format_duration(seconds: float) -> str:

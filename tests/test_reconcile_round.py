@@ -1,0 +1,93 @@
+"""Pure parts of a reconcile round: which changes a round applies, and its health summary."""
+
+from __future__ import annotations
+
+from reconciler.audit import AccountHealth as AuditAccount
+from reconciler.audit import AuditReport, Health
+from reconciler.model import (
+    Action,
+    Change,
+    ErrorCode,
+    Grant,
+    GrantStatus,
+    Plan,
+    PlanError,
+    Reason,
+)
+from reconciler.reconcile_round import applicable_part, audit_summary
+
+
+def change(account: str, action: Action = Action.CONNECT) -> Change:
+    return Change(
+        account=account,
+        action=action,
+        reason=Reason.NOT_CONNECTED,
+        message="",
+        provider="microsoft",
+        email=f"{account}@example.com",
+    )
+
+
+def error(account: str | None, code: ErrorCode = ErrorCode.SECRET_MISSING) -> PlanError:
+    return PlanError(code, account, "problem", "fix it")
+
+
+def test_applicable_part_drops_errored_accounts() -> None:
+    """Changes of accounts with a plan error are left out; the others stay."""
+    plan = Plan(changes=(change("a"), change("b"), change("c")), errors=(error("b"),))
+
+    applicable = applicable_part(plan)
+
+    assert [item.account for item in applicable.changes] == ["a", "c"]
+    assert applicable.errors == ()
+    assert applicable.applyable
+
+
+def test_applicable_part_plan_wide_error() -> None:
+    """A plan-wide error such as too many deletes blocks every change."""
+    plan = Plan(
+        changes=(change("a"), change("b", Action.DELETE)),
+        errors=(error(None, ErrorCode.TOO_MANY_DELETES),),
+    )
+
+    applicable = applicable_part(plan)
+
+    assert applicable.changes == ()
+    assert not applicable.has_changes
+
+
+def test_applicable_part_keeps_plan_facts() -> None:
+    """The filtered plan keeps the inventory serial and observations the executor checks."""
+    plan = Plan(changes=(change("a"),), inventory_serial=7, manifest_digest="abc")
+
+    applicable = applicable_part(plan)
+
+    assert applicable.inventory_serial == 7
+    assert applicable.manifest_digest == "abc"
+
+
+def test_audit_summary_counts() -> None:
+    """The summary carries each account's health, unmanaged grants and grants per provider."""
+    grants = [
+        Grant("g1", "microsoft", "a@example.com", GrantStatus.VALID),
+        Grant("g2", "microsoft", "x@example.com", GrantStatus.VALID),
+        Grant("g3", "imap", "b@example.com", GrantStatus.INVALID),
+    ]
+    report = AuditReport(
+        accounts=(
+            AuditAccount("a", Health.HEALTHY, "", provider="microsoft", email="a@example.com"),
+            AuditAccount("b", Health.INVALID, "", provider="imap", email="b@example.com"),
+        ),
+        unmanaged=(grants[1],),
+    )
+
+    summary = audit_summary(report, grants, finished_at=100.0, duration_s=2.5)
+
+    assert [(item.name, item.status) for item in summary.accounts] == [
+        ("a", "healthy"),
+        ("b", "invalid"),
+    ]
+    assert summary.unmanaged_grants == 1
+    assert dict(summary.grants_by_provider) == {"microsoft": 2, "imap": 1}
+    assert summary.finished_at == 100.0
+    assert summary.duration_s == 2.5
