@@ -164,7 +164,7 @@ def _reconcile_families(counters: ReconcileCounters) -> Iterator[Metric]:
     )
     yield CounterMetricFamily(
         "grantctl_reconcile_failed_rounds",
-        "Reconcile rounds that ended with an error since the process started.",
+        "Reconcile rounds since the process started that did not end with exit code 0.",
         value=counters.failed_rounds_total,
     )
     # 0 before the first success, so `time() - metric > threshold` alerts fire at once.
