@@ -1,7 +1,7 @@
 """Auth methods and token recovery against a real OpenBao server.
 
-Kubernetes login needs a Kubernetes API server to review the service account token, which
-these tests do not start; `test_vault_config.py` covers that method's settings and login body.
+A Kubernetes login needs a Kubernetes API server to review the service account token, and
+these tests start none. `test_vault_config.py` covers that method's settings and login body.
 """
 
 from __future__ import annotations

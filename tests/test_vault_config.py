@@ -106,7 +106,7 @@ def test_skip_verify_env_ignored(caplog: pytest.LogCaptureFixture) -> None:
         config = AuthConfig.from_environment(environ)
 
     assert config.tls_skip_verify is False
-    assert "--vault-tls-skip-verify" in caplog.text
+    assert "--tls-skip-verify" in caplog.text
 
 
 def test_skip_verify_by_flag() -> None:

@@ -59,7 +59,7 @@ def test_unreachable_address() -> None:
 
 
 class FlakyVault(BaseHTTPRequestHandler):
-    """Answers 502 to the first `failures` metadata requests, then a KV v2 metadata document."""
+    """Return 502 for the first `failures` metadata requests, then a KV v2 metadata document."""
 
     failures = 0
     seen = 0

@@ -26,7 +26,7 @@ DEFAULT_TIMEOUT_S = 10.0
 
 
 class AuthMethod(str, enum.Enum):
-    """How grantctl obtains its Vault token."""
+    """The auth method grantctl uses to obtain its Vault token."""
 
     TOKEN = "token"  # noqa: S105  # a method name, not a credential
     APPROLE = "approle"
@@ -36,7 +36,7 @@ class AuthMethod(str, enum.Enum):
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """Where Vault is and how to log in to it.
+    """Vault's address, TLS settings and auth method settings.
 
     `mount` is the auth method's mount path (default: the method's name). Credentials given
     as values are `Secret`s; the `*_file` fields name files read at each login.
@@ -158,9 +158,7 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             ) from None
     if _first(environ, "VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"):
         # Turning TLS verification off must be a visible decision in the command line.
-        logger.warning(
-            "VAULT_SKIP_VERIFY is ignored; pass --vault-tls-skip-verify to skip verification"
-        )
+        logger.warning("VAULT_SKIP_VERIFY is ignored; pass --tls-skip-verify to skip verification")
     return values
 
 

@@ -30,7 +30,7 @@ RETRYABLE_HVAC_ERRORS = (
 
 
 def is_sealed(exc: BaseException) -> bool:
-    """Return True when `exc` is Vault's 503 answer for a sealed server."""
+    """Return True when `exc` is Vault's 503 response from a sealed server."""
     return isinstance(exc, hvac.exceptions.VaultDown) and "sealed" in vault_message(exc).lower()
 
 

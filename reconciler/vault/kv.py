@@ -1,7 +1,7 @@
 """Account secrets in a KV mount: metadata for plan and audit, data for apply.
 
 `VaultSecretStore` implements `reconciler.protocols.SecretStore`. Paths given to it are relative
-to the mount; the store builds the API routes itself (`<mount>/metadata/<path>` and
+to the mount, and the store builds the API routes itself (`<mount>/metadata/<path>` and
 `<mount>/data/<path>` on KV v2, `<mount>/<path>` on KV v1). Metadata reads never touch secret
 data, so plan and audit run with a policy that cannot read any token.
 """
@@ -161,7 +161,7 @@ class VaultSecretStore:
     def _missing_data_error(
         self, path: str, api_path: str, version: int | None, body: Mapping[str, Any]
     ) -> VaultError:
-        # KV v2 answers 404 for a deleted or destroyed version and still returns its metadata.
+        # KV v2 returns 404 for a deleted or destroyed version, with its metadata in the body.
         metadata = (body.get("data") or {}).get("metadata") or {}
         which = f"version {version} of {api_path}" if version is not None else api_path
         if metadata.get("destroyed"):

@@ -1,10 +1,10 @@
 """An authenticated Vault connection: login, token recovery, retries and error translation.
 
 Every Vault request grantctl makes goes through `VaultSession.call`, which is the one place
-where hvac and requests exceptions become `VaultError`s. Vault answers 403 "permission denied"
-both for a policy denial and for an expired or revoked token, so on a 403 the session asks
-`auth/token/lookup-self` whether the token still works. When it does not, the session logs in
-again once through the configured auth method and repeats the request.
+where hvac and requests exceptions become `VaultError`s. Vault returns 403 "permission denied"
+both for a policy denial and for an expired or revoked token. So on a 403 the session calls
+`auth/token/lookup-self` to check whether the token still works. When it does not, the session
+logs in again once through the configured auth method and repeats the request.
 """
 
 from __future__ import annotations
@@ -154,12 +154,15 @@ class VaultSession:
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         capability: str = "read",
-        idempotent: bool = True,
+        idempotent: bool | None = None,
     ) -> VaultResponse:
         """Send `method` to `/v1/<path>` and return the response; a 404 is returned, not raised.
 
-        Any other status of 400 or more raises a `VaultError` through `call`.
+        Any other status of 400 or more raises a `VaultError` through `call`. `idempotent`
+        defaults to True for GET and LIST only, so other requests are not retried.
         """
+        if idempotent is None:
+            idempotent = method.upper() in ("GET", "LIST", "HEAD")
         url = "/v1/" + quote(path.strip("/"), safe="/")
         options: dict[str, Any] = {"raise_exception": False}
         if params:
