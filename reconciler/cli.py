@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from reconciler import __version__
+from reconciler.cli_reconcile import reconcile_command
 from reconciler.commands.audit import audit_command
 from reconciler.commands.manifest import fmt_command, validate_command
 from reconciler.commands.plan import apply_command, plan_command
@@ -119,6 +120,7 @@ for _command in (
     force_unlock_command,
     emulator_command,
     demo_command,
+    reconcile_command,
 ):
     grantctl.add_command(_command)
 

@@ -18,7 +18,6 @@ from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.cli import grantctl
-from reconciler.cli_reconcile import reconcile
 from reconciler.emulator import EmulatorServer
 from tests.support.cli import Scenario
 from tests.support.openbao import OpenBaoServer, free_port
@@ -26,11 +25,6 @@ from tests.support.openbao import OpenBaoServer, free_port
 pytestmark = pytest.mark.slow
 
 WAIT_TIMEOUT_S = 60.0
-# Runs the real command group with reconcile registered, as the console script does.
-GRANTCTL = (
-    "from reconciler.cli import grantctl; from reconciler.cli_reconcile import reconcile; "
-    "grantctl.add_command(reconcile); grantctl.main(prog_name='grantctl')"
-)
 
 
 @pytest.fixture
@@ -48,7 +42,6 @@ def scenario(
 
 def reconcile_once(scenario: Scenario, *flags: str, env: dict[str, str] | None = None) -> Result:
     """Run `grantctl reconcile --once` in-process through the real command group."""
-    grantctl.add_command(reconcile)
     arguments = ["reconcile", "--once", str(scenario.manifest), *flags]
     runner = CliRunner()
     return runner.invoke(grantctl, arguments, env=env or scenario.env(), catch_exceptions=False)
@@ -119,7 +112,6 @@ def test_once_unreachable_vault(scenario: Scenario) -> None:
 
 def test_invalid_interval_rejected(scenario: Scenario) -> None:
     """A malformed --interval is a configuration error before any round."""
-    grantctl.add_command(reconcile)
     runner = CliRunner()
     arguments = ["reconcile", "--interval", "soon", str(scenario.manifest)]
     result = runner.invoke(grantctl, arguments, env=scenario.env())
@@ -137,7 +129,7 @@ class LoopProcess:
         arguments = ["--log-level", "info", "reconcile", str(scenario.manifest), *flags]
         with self.stderr_path.open("w", encoding="utf-8") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", GRANTCTL, *arguments],
+                [sys.executable, "-m", "reconciler", *arguments],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
