@@ -6,7 +6,7 @@ that need the whole plan (secrets, protection, delete limits). Nothing here perf
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from reconciler.model import (
@@ -44,13 +44,17 @@ def decide_present(
     replace_names: Collection[str],
     retry_quarantined: bool,
 ) -> Decision:
-    """Decide the change for an account with `ensure: present`."""
+    """Decide the change for an account with `ensure: present`.
+
+    This runs once per account, so enum values are read as `_value_`, which skips the
+    Python-level descriptor behind `.value` on Python 3.11.
+    """
     # Errored accounts still report a grant, so the stale-plan check compares it later
     # instead of seeing a grant "appear".
     error = _identity_error(account, entry)
     if error is not None and entry is not None:
         return Decision(error=error, grant=index.by_id.get(entry.grant_id))
-    matches = index.matches(account.provider.value, account.email)
+    matches = index.matches(account.provider._value_, account.email)
     if len(matches) > 1:
         return Decision(error=_duplicates_error(account, matches), grant=matches[0])
     grant = matches[0] if matches else None
@@ -80,7 +84,7 @@ def _identity_error(account: Account, entry: InventoryEntry | None) -> PlanError
     """Return an error when the inventory records another provider or email for the account."""
     if entry is None:
         return None
-    if entry.provider != account.provider.value:
+    if entry.provider != account.provider._value_:
         return PlanError(
             ErrorCode.PROVIDER_CHANGED,
             account.name,
@@ -99,7 +103,7 @@ def _identity_error(account: Account, entry: InventoryEntry | None) -> PlanError
     return None
 
 
-def _duplicates_error(account: Account, matches: list[Grant]) -> PlanError:
+def _duplicates_error(account: Account, matches: Sequence[Grant]) -> PlanError:
     ids = ", ".join(grant.id for grant in matches)
     return PlanError(
         ErrorCode.DUPLICATE_GRANTS,
@@ -133,7 +137,7 @@ def _make_change(
         action=action,
         reason=reason,
         message=message,
-        provider=account.provider.value,
+        provider=account.provider._value_,
         email=account.email,
         grant_id=grant.id if grant else None,
         vault_path=account.secret_path,
@@ -144,7 +148,8 @@ def _make_change(
 
 
 def _connect(account: Account, entry: InventoryEntry | None, secret: SecretVersion) -> Change:
-    if entry is None:
+    # An entry without a grant id records only failed connects: the account never had a grant.
+    if entry is None or not entry.grant_id:
         reason = Reason.NOT_CONNECTED
         why = f"No {account.provider.value} grant exists for {account.email}."
     else:
@@ -268,7 +273,7 @@ def _reconnect(
 def _adopt(
     account: Account, entry: InventoryEntry | None, grant: Grant, secret: SecretVersion
 ) -> Change:
-    if entry is None:
+    if entry is None or not entry.grant_id:
         why = f"Grant {grant.id} for {account.email} exists but is not in the inventory."
     else:
         why = (
@@ -318,8 +323,11 @@ def _quarantine(
     """Skip a connect or reconnect of a quarantined account unless it may succeed now."""
     if change.action not in (Action.CONNECT, Action.RECONNECT):
         return change
-    sent = entry.vault_version_sent
-    rotated = sent is not None and secret.version is not None and secret.version > sent
+    # Compare with the version that failed, not the one last sent: an account whose
+    # reconnects keep failing still has an older `vault_version_sent`.
+    failed = entry.vault_version_failed
+    baseline = failed if failed is not None else entry.vault_version_sent
+    rotated = baseline is not None and secret.version is not None and secret.version > baseline
     if retry or rotated:
         why = "--retry-quarantined was given" if retry else "its Vault secret changed since"
         return replace(

@@ -27,9 +27,7 @@ def decide_absent(account: Account, entry: InventoryEntry | None, index: GrantIn
     if entry is not None:
         grant = index.by_id.get(entry.grant_id)
         if grant is None:
-            message = (
-                f"Grant {entry.grant_id} is already gone from Nylas. Drop it from the inventory."
-            )
+            message = _gone_message(entry)
             action, reason = Action.FORGET, Reason.GRANT_DELETED_OUTSIDE
         else:
             message = (
@@ -67,7 +65,7 @@ def decide_inventory_only(
 ) -> Change:
     """Decide the change for an inventory entry whose account left `accounts:`."""
     if grant is None:
-        message = f"Grant {entry.grant_id} is already gone from Nylas. Drop it from the inventory."
+        message = _gone_message(entry)
         return _entry_change(entry, Action.FORGET, Reason.GRANT_DELETED_OUTSIDE, message, None)
     if removed is None:
         message = (
@@ -105,3 +103,9 @@ def _entry_change(
         before=describe_before(grant, entry),
         after=None,
     )
+
+
+def _gone_message(entry: InventoryEntry) -> str:
+    if not entry.grant_id:
+        return "The account never had a grant (its connects failed). Drop it from the inventory."
+    return f"Grant {entry.grant_id} is already gone from Nylas. Drop it from the inventory."
