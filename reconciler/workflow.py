@@ -9,12 +9,17 @@ concurrently, call the pure planner, and hand the plan to the executor under the
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
 
+from reconciler import __version__
 from reconciler.audit import AuditReport, make_audit
 from reconciler.model import Grant, Inventory, Manifest, Plan, SecretVersion
+from reconciler.planfile import plan_to_document
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.protocols import GrantsAPI, LockInfo, SecretStore, StateBackend
 from reconciler.workflow_clients import load_checked_manifest, open_clients, open_state
@@ -84,6 +89,21 @@ def gather_inputs(
 def plan_from_inputs(manifest: Manifest, inputs: PlanInputs, flags: PlanFlags) -> Plan:
     """Run the pure planner on gathered inputs."""
     return make_plan(manifest, inputs.inventory, inputs.secrets, inputs.grants, plan_options(flags))
+
+
+def plan_document(plan: Plan, manifest_path: str) -> dict[str, Any]:
+    """Return the saved-plan document of `plan`, with a new plan id and the current time.
+
+    `manifest_path` is recorded as given, so `grantctl apply PLAN` run from the same
+    directory finds the manifest again.
+    """
+    return plan_to_document(
+        plan,
+        plan_id=str(uuid.uuid4()),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        tool_version=__version__,
+        manifest_path=manifest_path,
+    )
 
 
 def audit_from_inputs(manifest: Manifest, inputs: PlanInputs) -> AuditReport:

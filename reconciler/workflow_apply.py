@@ -11,16 +11,18 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from reconciler.errors import ConfigError, InterruptedRunError, ReconcilerError
 from reconciler.executor import ApplyOptions, apply_plan
-from reconciler.model import ApplyResult, ChangeResult, Manifest, Plan
-from reconciler.planfile import check_plan_is_current, read_plan_file
+from reconciler.model import ApplyResult, ChangeResult, Inventory, Manifest, Plan
+from reconciler.planfile import document_to_plan, read_plan_file
+from reconciler.planfile_check import check_plan_is_current
 from reconciler.workflow import gather_inputs, plan_from_inputs
 from reconciler.workflow_clients import Clients, load_checked_manifest, open_clients
 from reconciler.workflow_settings import PlanFlags, RunSettings
@@ -42,6 +44,9 @@ class ApplyUI(Protocol):
 
     def finished(self, result: ChangeResult) -> None:
         """Report one finished change."""
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Record one executor event (a JSON-ready dict without secrets)."""
 
     def show_result(self, result: ApplyResult) -> None:
         """Show the result of the whole apply."""
@@ -74,7 +79,7 @@ def apply_manifest(manifest_path: str, settings: RunSettings, ui: ApplyUI) -> Ap
         if not plan.has_changes:
             return None
         ui.confirm(plan)
-        return _execute(plan, manifest, clients, ui)
+        return _execute(plan, manifest, clients, inputs.inventory, ui)
 
 
 def apply_saved_plan(
@@ -91,20 +96,42 @@ def apply_saved_plan(
             "plan file",
             hint="pass them to `grantctl plan --out FILE` instead, then apply that file",
         )
-    saved = read_plan_file(Path(plan_path))
-    manifest = load_checked_manifest(manifest_path or saved.manifest_path)
+    document = read_plan_file(plan_path)
+    manifest = load_checked_manifest(manifest_path or document["manifest"]["path"])
     with (
         open_clients(manifest, settings.vault, settings.client) as clients,
         clients.state.lock("apply", timeout_s=settings.lock_timeout_s),
     ):
         inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
-        check_plan_is_current(saved, manifest, inputs.inventory, inputs.secrets, inputs.grants)
-        plan = saved.plan
+        inputs = replace(inputs, inventory=_comparable_inventory(document, inputs.inventory))
+        check_plan_is_current(
+            document,
+            manifest_digest=manifest.digest,
+            inventory=inputs.inventory,
+            secrets=inputs.secrets,
+            grants=inputs.grants,
+        )
+        plan = document_to_plan(document)
         ui.show_plan(plan)
         _require_applyable(plan)
         if not plan.has_changes:
             return None
-        return _execute(plan, manifest, clients, ui)
+        return _execute(plan, manifest, clients, inputs.inventory, ui)
+
+
+def _comparable_inventory(document: Mapping[str, Any], inventory: Inventory) -> Inventory:
+    """Return `inventory` with the plan's lineage when both are the never-written state.
+
+    A state backend with nothing stored returns an empty inventory with a new random
+    lineage on every read, so a plan made before the first apply would always look stale.
+    Both sides at serial 0 and empty is the same state; the first write then keeps the
+    lineage the plan recorded.
+    """
+    recorded = document["inventory"]
+    unwritten = inventory.serial == 0 and inventory.is_empty
+    if unwritten and recorded["serial"] == 0 and recorded["empty"]:
+        return replace(inventory, lineage=str(recorded["lineage"]))
+    return inventory
 
 
 def _require_applyable(plan: Plan) -> None:
@@ -116,13 +143,23 @@ def _require_applyable(plan: Plan) -> None:
         )
 
 
-def _execute(plan: Plan, manifest: Manifest, clients: Clients, ui: ApplyUI) -> ApplyResult:
+def _execute(
+    plan: Plan, manifest: Manifest, clients: Clients, inventory: Inventory, ui: ApplyUI
+) -> ApplyResult:
     stop = threading.Event()
-    options = ApplyOptions(parallelism=clients.parallelism, stop=stop, on_result=ui.finished)
+    options = ApplyOptions(
+        parallelism=clients.parallelism, stop=stop, on_result=ui.finished, on_event=ui.record
+    )
     ui.start(sum(1 for change in plan.changes if change.will_change))
     with _stop_on_signals(stop):
         result = apply_plan(
-            plan, manifest, clients.grants_api, clients.secret_store, clients.state, options
+            plan,
+            manifest,
+            clients.grants_api,
+            clients.secret_store,
+            clients.state,
+            options,
+            inventory=inventory,
         )
     ui.show_result(result)
     if result.interrupted:

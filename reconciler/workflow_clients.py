@@ -32,6 +32,9 @@ from reconciler.workflow_settings import ClientFlags, VaultFlags
 logger = logging.getLogger("reconciler.workflow")
 
 API_KEY_VAULT_PATH_VARIABLE = "GRANTCTL_NYLAS_API_KEY_VAULT_PATH"
+# `load_manifest` already resolves a relative local state path against the manifest's
+# directory, so the backend must resolve what remains against the working directory only.
+STATE_BASE_DIR = Path()
 
 
 @dataclass
@@ -54,14 +57,13 @@ def load_checked_manifest(path: str, environ: Mapping[str, str] | None = None) -
 def client_settings(flags: ClientFlags, environ: Mapping[str, str]) -> ClientSettings:
     """Return the Nylas client settings: the environment's, then the flags on top."""
     settings = ClientSettings.from_environment(environ)
-    changes: dict[str, float | int] = {}
     if flags.parallelism is not None:
-        changes["parallelism"] = flags.parallelism
+        settings = dataclasses.replace(settings, parallelism=flags.parallelism)
     if flags.timeout_s is not None:
-        changes["timeout_read_s"] = flags.timeout_s
+        settings = dataclasses.replace(settings, timeout_read_s=flags.timeout_s)
     if flags.rate_limit is not None:
-        changes["rate_limit_per_s"] = flags.rate_limit
-    return dataclasses.replace(settings, **changes)
+        settings = dataclasses.replace(settings, rate_limit_per_s=flags.rate_limit)
+    return settings
 
 
 @contextmanager
@@ -83,7 +85,7 @@ def open_clients(
         stack.callback(nylas.close)
         state = open_state_backend(
             manifest.state,
-            manifest_dir=Path(manifest.path).parent,
+            manifest_dir=STATE_BASE_DIR,
             vault_hvac=session.hvac,
             vault_mount=manifest.vault.mount,
         )
@@ -117,7 +119,7 @@ def open_state(
         session = connect_vault(_auth_config(vault_flags, environ))
     yield open_state_backend(
         manifest.state,
-        manifest_dir=Path(manifest.path).parent,
+        manifest_dir=STATE_BASE_DIR,
         vault_hvac=session.hvac if session is not None else None,
         vault_mount=manifest.vault.mount,
     )

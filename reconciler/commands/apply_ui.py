@@ -20,8 +20,7 @@ import click
 from reconciler.commands.options import emit
 from reconciler.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ApprovalError, ConfigError
 from reconciler.model import ApplyResult, ChangeResult, Outcome, Plan
-from reconciler.planfile import plan_to_document
-from reconciler.render.apply import apply_to_document, render_apply_text
+from reconciler.render.apply import apply_result_document, render_apply_text
 from reconciler.secrets import REDACTOR
 
 
@@ -47,11 +46,13 @@ class ConsoleApplyUI:
         events_path: str | None,
         color: bool,
         render: Callable[[Plan], str],
+        document: Callable[[Plan], dict[str, Any]],
     ) -> None:
         self.auto_approve = auto_approve
         self.output_format = output_format
         self.color = color
         self._render = render
+        self._document = document
         self._events_path = events_path
         self._events: IO[str] | None = None
         self._bar: Any = None
@@ -81,7 +82,7 @@ class ConsoleApplyUI:
         """Print the plan about to be applied (text) or keep it for the JSON document."""
         self.event("plan", changes=sum(1 for change in plan.changes if change.will_change))
         if self.output_format == "json":
-            self._plan_document = plan_to_document(plan)
+            self._plan_document = self._document(plan)
         else:
             emit(self._render(plan))
 
@@ -111,19 +112,15 @@ class ConsoleApplyUI:
             self._bar.__enter__()
 
     def finished(self, result: ChangeResult) -> None:
-        """Record one finished change: advance the bar and write an event line."""
+        """Advance the progress bar by one finished change."""
+        del result  # the bar counts changes; the event file receives the details
         if self._bar is not None:
             self._bar.update(1)
-        self.event(
-            "change",
-            account=result.account,
-            action=result.action.value,
-            outcome=result.outcome.value,
-            grant_id=result.grant_id,
-            request_id=result.request_id,
-            message=result.message,
-            duration_s=round(result.duration_s, 3),
-        )
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Write one executor event (`start` or `finish` of a change) to the events file."""
+        fields = dict(event)
+        self.event(str(fields.pop("event", "change")), **fields)
 
     def show_result(self, result: ApplyResult) -> None:
         """Print the apply result (text or one JSON document with the plan)."""
@@ -131,10 +128,10 @@ class ConsoleApplyUI:
         counts = {outcome.value: result.count(outcome) for outcome in Outcome}
         self.event("apply_end", interrupted=result.interrupted, **counts)
         if self.output_format == "json":
-            document = {"plan": self._plan_document, "result": apply_to_document(result)}
+            document = {"plan": self._plan_document, "result": apply_result_document(result)}
             emit(json.dumps(document, indent=2))
         else:
-            emit(render_apply_text(result, color=self.color))
+            emit("\n" + render_apply_text(result, color=self.color))
 
     def event(self, kind: str, **fields: Any) -> None:
         """Append one JSON line to the events file, when one was given."""

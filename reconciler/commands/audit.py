@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from reconciler.commands.options import (
+    LOG_LEVEL_OPTION,
     MANIFEST_ARGUMENT,
     client_flags,
     client_options,
@@ -21,6 +22,7 @@ from reconciler.workflow_settings import RunSettings
 
 
 @click.command("audit")
+@LOG_LEVEL_OPTION
 @MANIFEST_ARGUMENT
 @click.option(
     "--format",

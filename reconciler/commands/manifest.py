@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
-from reconciler.commands.options import MANIFEST_ARGUMENT, emit
+from reconciler.commands.options import LOG_LEVEL_OPTION, MANIFEST_ARGUMENT, emit
 from reconciler.errors import EXIT_ERROR, EXIT_OK, ConfigError
 from reconciler.fmt import format_manifest
 from reconciler.manifest import allowed_prefixes_from_environment, load_manifest
 
 
 @click.command("validate")
+@LOG_LEVEL_OPTION
 @MANIFEST_ARGUMENT
 def validate_command(*, manifest: str) -> int:
     """Check MANIFEST against the schema and the Vault path allowlist; no network."""
@@ -29,6 +30,7 @@ def validate_command(*, manifest: str) -> int:
 
 
 @click.command("fmt")
+@LOG_LEVEL_OPTION
 @click.option(
     "--check",
     is_flag=True,

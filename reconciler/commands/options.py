@@ -9,10 +9,29 @@ from typing import Any, TypeVar
 
 import click
 
+from reconciler.logging_setup import LEVELS, configure_logging
 from reconciler.secrets import REDACTOR
 from reconciler.workflow_settings import ClientFlags, PlanFlags, VaultFlags
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _set_log_level(context: click.Context, parameter: click.Parameter, value: str | None) -> None:
+    del context, parameter
+    if value is not None:
+        configure_logging(value.lower())
+
+
+# The group's --log-level is repeated on every command, so `grantctl plan X --log-level debug`
+# works as users type it; the later option wins.
+LOG_LEVEL_OPTION = click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default=None,
+    expose_value=False,
+    callback=_set_log_level,
+    help="Lowest level of diagnostics written to stderr [default: warning].",
+)
 
 MANIFEST_ARGUMENT = click.argument(
     "manifest", type=click.Path(exists=True, dir_okay=False, readable=True)

@@ -10,6 +10,7 @@ import click
 
 from reconciler.commands.apply_ui import ConsoleApplyUI, apply_exit_code
 from reconciler.commands.options import (
+    LOG_LEVEL_OPTION,
     MANIFEST_ARGUMENT,
     client_flags,
     client_options,
@@ -22,27 +23,29 @@ from reconciler.commands.options import (
 )
 from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.model import Plan
-from reconciler.planfile import plan_to_document, write_plan_file
+from reconciler.planfile import write_plan_file
 from reconciler.render.plan_markdown import render_plan_markdown
 from reconciler.render.plan_text import render_plan_text
-from reconciler.workflow import run_plan
+from reconciler.workflow import plan_document, run_plan
 from reconciler.workflow_apply import apply_manifest, apply_saved_plan, is_plan_file
 from reconciler.workflow_settings import RunSettings
 
 PLAN_FORMATS = ("text", "json", "markdown")
 
 
-def render_plan(plan: Plan, output_format: str, *, color: bool, verbose: bool) -> str:
-    """Render `plan` in one of `PLAN_FORMATS`."""
+def render_plan(
+    plan: Plan, output_format: str, *, color: bool, verbose: bool, document: dict[str, Any]
+) -> str:
+    """Render `plan` in one of `PLAN_FORMATS`; `document` is its saved-plan document."""
     if output_format == "json":
-        return json.dumps(plan_to_document(plan), indent=2)
+        return json.dumps(document, indent=2, sort_keys=True)
     if output_format == "markdown":
         return render_plan_markdown(plan)
-    del verbose  # NOTE: the text view has no compact mode yet, so --verbose changes nothing.
-    return render_plan_text(plan, color=color)
+    return render_plan_text(plan, color=color, verbose=verbose)
 
 
 @click.command("plan")
+@LOG_LEVEL_OPTION
 @MANIFEST_ARGUMENT
 @click.option(
     "--format", "output_format", type=click.Choice(PLAN_FORMATS), default="text", show_default=True
@@ -77,9 +80,11 @@ def plan_command(
         vault=vault_flags(params), client=client_flags(params), plan=plan_flags(params)
     )
     run = run_plan(manifest, settings)
+    document = plan_document(run.plan, manifest)
     if out is not None:
-        write_plan_file(Path(out), run.plan)
-    emit(render_plan(run.plan, output_format, color=use_color(no_color), verbose=verbose))
+        write_plan_file(Path(out), document)
+    color = use_color(no_color)
+    emit(render_plan(run.plan, output_format, color=color, verbose=verbose, document=document))
 
     if not run.plan.applyable:
         return EXIT_ERROR
@@ -89,6 +94,7 @@ def plan_command(
 
 
 @click.command("apply")
+@LOG_LEVEL_OPTION
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option(
     "--auto-approve", is_flag=True, default=False, help="Apply without asking for confirmation."
@@ -149,7 +155,8 @@ def apply_command(
         output_format=output_format,
         events_path=events,
         color=color,
-        render=lambda plan: render_plan(plan, "text", color=color, verbose=verbose),
+        render=lambda plan: render_plan(plan, "text", color=color, verbose=verbose, document={}),
+        document=lambda plan: plan_document(plan, source),
     ) as ui:
         if is_plan_file(source):
             result = apply_saved_plan(source, settings, ui, manifest_path=manifest_override)

@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from reconciler.commands.options import MANIFEST_ARGUMENT, emit, vault_flags, vault_options
+from reconciler.commands.options import (
+    LOG_LEVEL_OPTION,
+    MANIFEST_ARGUMENT,
+    emit,
+    vault_flags,
+    vault_options,
+)
 from reconciler.demo import run_demo
 from reconciler.emulator import DEFAULT_HOST, DEFAULT_PORT, EmulatorServer, FaultSettings, serve
 from reconciler.errors import EXIT_OK
@@ -14,6 +20,7 @@ from reconciler.workflow import force_unlock
 
 
 @click.command("force-unlock")
+@LOG_LEVEL_OPTION
 @click.argument("lock_id")
 @MANIFEST_ARGUMENT
 @vault_options
@@ -32,6 +39,7 @@ def force_unlock_command(*, lock_id: str, manifest: str, **params: Any) -> int:
 
 
 @click.command("emulator")
+@LOG_LEVEL_OPTION
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -116,6 +124,7 @@ def emulator_command(
 
 
 @click.command("demo")
+@LOG_LEVEL_OPTION
 def demo_command() -> int:
     """Walk through plan, apply, rotation, expiry and audit against local servers."""
     return run_demo()

@@ -60,14 +60,18 @@ def render_audit_text(report: AuditReport, *, color: bool = False) -> str:
     for entry in report.accounts:
         label = _LABELS[entry.health]
         styled = click.style(label, fg=_COLORS.get(entry.health, "yellow")) if color else label
-        padding = " " * (len(_LABELS[Health.ROTATION_PENDING]) - len(label))
-        detail = "" if entry.health is Health.HEALTHY else f"  {entry.message}"
-        lines.append(f"  {entry.account.ljust(width)}  {styled}{padding}{detail}")
+        line = f"  {entry.account.ljust(width)}  {styled}"
+        if entry.health is not Health.HEALTHY:
+            padding = " " * (len(_LABELS[Health.ROTATION_PENDING]) - len(label))
+            line += f"{padding}  {entry.message}"
+        lines.append(line)
         if entry.next_step:
             lines.append(f"  {' ' * width}  next step: {entry.next_step}")
     lines += _text_unmanaged(report)
     for error in report.errors:
         lines += ["", f"Error: {error.message}", f"  next step: {error.next_step}"]
+    if report.warnings:
+        lines.append("")
     lines += [f"Warning: {warning}" for warning in report.warnings]
     lines += ["", _summary_sentence(report)]
     return "\n".join(lines)

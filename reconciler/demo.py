@@ -1,0 +1,314 @@
+"""`grantctl demo`: a guided walk through plan, apply, rotation, expiry and audit.
+
+Everything runs on this machine: a throwaway OpenBao dev server stands in for Vault and the
+in-process emulator stands in for the Nylas API, both on loopback. Each step runs the real
+`grantctl` command line in a subprocess, prints what it shows, and checks that it did what
+the step expects; the demo exits 1 at the first surprise, saying what it expected and saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from reconciler.demo_fixture import DemoOpenBao, fake_credentials, identity_for
+from reconciler.emulator import EmulatorServer
+from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, ConfigError
+from reconciler.manifest import load_manifest
+from reconciler.model import Account, Ensure, Manifest, Provider
+
+EXAMPLE_MANIFEST = "examples/grants.yaml"
+# Variables of the user's own environment that would point grantctl elsewhere.
+_FOREIGN_PREFIXES = ("VAULT_", "BAO_", "NYLAS_", "GRANTCTL_")
+
+
+@dataclass
+class DemoWorld:
+    """The running servers and the paths of one demo run."""
+
+    workdir: Path
+    manifest_path: Path
+    manifest: Manifest
+    openbao: DemoOpenBao
+    emulator: EmulatorServer
+    api_key: str
+
+    def environment(self) -> dict[str, str]:
+        """Return the environment that points `grantctl` at the demo's servers."""
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith(_FOREIGN_PREFIXES)
+        }
+        environment.update(
+            VAULT_ADDR=self.openbao.addr,
+            VAULT_TOKEN=self.openbao.root_token,
+            NYLAS_API_KEY=self.api_key,
+            GRANTCTL_NYLAS_API_URI=self.emulator.url,
+            NO_COLOR="1",
+        )
+        return environment
+
+    def grantctl(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run `grantctl ARGUMENTS` against the demo's servers and echo what it printed."""
+        click.secho(f"  $ grantctl {' '.join(arguments)}", bold=True)
+        completed = subprocess.run(
+            [sys.executable, "-m", "reconciler", *arguments],
+            capture_output=True,
+            text=True,
+            env=self.environment(),
+            cwd=self.workdir,
+            timeout=120,
+            check=False,
+        )
+        for line in (completed.stdout + completed.stderr).rstrip().splitlines():
+            click.echo(f"    {line}")
+        click.echo(f"  (exit code {completed.returncode})")
+        return completed
+
+
+def present_accounts(manifest: Manifest) -> list[Account]:
+    """Return the accounts that must hold a grant."""
+    return [account for account in manifest.accounts if account.ensure is Ensure.PRESENT]
+
+
+def find_example_manifest() -> Path:
+    """Return the example manifest of the source checkout grantctl runs from."""
+    checkout = Path(__file__).resolve().parent.parent / EXAMPLE_MANIFEST
+    if not checkout.is_file():
+        raise ConfigError(
+            f"the demo needs {EXAMPLE_MANIFEST}, which is not next to this installation",
+            hint="run the demo from a source checkout: `make demo`",
+        )
+    return checkout
+
+
+class DemoExpectationError(Exception):
+    """A step did not do what the demo expected; the message says what and how."""
+
+    def __init__(self, what: str, expected: str, seen: str) -> None:
+        super().__init__(f"{what}: expected {expected}, but saw {seen}")
+
+
+def expect_exit(completed: subprocess.CompletedProcess[str], code: int, what: str) -> None:
+    """Raise `DemoExpectationError` unless the command exited with `code`."""
+    if completed.returncode != code:
+        raise DemoExpectationError(what, f"exit code {code}", f"exit code {completed.returncode}")
+
+
+def plan_actions(document_text: str) -> dict[str, tuple[str, str]]:
+    """Return (action, reason) by account for every change of a JSON plan document."""
+    try:
+        document = json.loads(document_text)
+    except ValueError as error:
+        raise DemoExpectationError(
+            "the plan", "a JSON document", f"invalid JSON ({error})"
+        ) from error
+    return {
+        change["account"]: (change["action"], change["reason"])
+        for change in document["changes"]
+        if change["action"] != "no-op"
+    }
+
+
+def expect_actions(
+    seen: Mapping[str, tuple[str, str]], expected: Mapping[str, tuple[str, str]]
+) -> None:
+    """Raise `DemoExpectationError` unless the plan's changes are exactly `expected`."""
+    if dict(seen) != dict(expected):
+        raise DemoExpectationError("the plan's changes", _describe(expected), _describe(seen))
+    click.secho(f"  As expected: {_describe(seen)}.", fg="green")
+
+
+def _describe(changes: Mapping[str, tuple[str, str]]) -> str:
+    if not changes:
+        return "no changes"
+    return ", ".join(
+        f"{action} {name} ({reason})" for name, (action, reason) in sorted(changes.items())
+    )
+
+
+def say(step: str, text: str) -> None:
+    """Print a step heading and its plain-words explanation."""
+    click.echo()
+    click.secho(step, bold=True)
+    for line in text.strip().splitlines():
+        click.echo(f"  {line.strip()}")
+
+
+@contextmanager
+def demo_world() -> Iterator[DemoWorld]:
+    """Start OpenBao and the emulator with fake mailboxes; stop both on any exit."""
+    with tempfile.TemporaryDirectory(prefix="grantctl-demo-") as temporary:
+        workdir = Path(temporary)
+        # The manifest is copied so the local state file lands in the temporary
+        # directory and the repository is never written to.
+        manifest_path = workdir / "grants.yaml"
+        shutil.copyfile(find_example_manifest(), manifest_path)
+        manifest = load_manifest(str(manifest_path))
+        openbao = DemoOpenBao(workdir)
+        api_key = "nyk_demo_" + secrets.token_hex(16)
+        emulator = EmulatorServer({"api_keys": [api_key]})
+        try:
+            say(
+                "Starting the local servers",
+                """OpenBao (an open-source Vault) plays the secret store: it will hold each
+                mailbox's refresh token or password. The Nylas emulator plays the Nylas API.
+                Both listen on 127.0.0.1 only and forget everything when the demo ends.""",
+            )
+            openbao.start()
+            emulator.start()
+            click.echo(f"  OpenBao at {openbao.addr}, Nylas emulator at {emulator.url}")
+            yield DemoWorld(workdir, manifest_path, manifest, openbao, emulator, api_key)
+        finally:
+            emulator.stop()
+            openbao.stop()
+            click.echo("\nStopped OpenBao and the Nylas emulator.")
+
+
+def store_mailboxes(world: DemoWorld) -> None:
+    """Write each present account's fake credentials to OpenBao and teach them to the emulator."""
+    manifest = world.manifest
+    say(
+        "Storing the mailboxes' credentials",
+        f"""The manifest ({EXAMPLE_MANIFEST}) lists {len(manifest.accounts)} mailboxes. For each
+        one that must be connected, the demo makes up a fake credential, stores it in OpenBao
+        under {manifest.vault.mount}/{manifest.vault.path_prefix}/<name>, and tells the emulator
+        which mailbox that credential opens, as Google or Microsoft would.""",
+    )
+    world.openbao.prepare_mount(manifest)
+    for account in present_accounts(manifest):
+        credentials = fake_credentials(account)
+        world.openbao.put_secret(manifest, account.secret_path, credentials)
+        world.emulator.add_identity(**identity_for(account, credentials))
+        click.echo(f"  {account.name:<16} {account.provider.value:<10} {account.email}")
+
+
+def rotate_token(world: DemoWorld, account: Account) -> None:
+    """Store a new refresh token for `account`, valid in the emulator, as a new Vault version."""
+    credentials = fake_credentials(account)
+    world.emulator.add_identity(**identity_for(account, credentials))
+    version = world.openbao.put_secret(world.manifest, account.secret_path, credentials)
+    click.echo(f"  {account.name}: new refresh token stored as version {version}")
+
+
+def pick_accounts(manifest: Manifest) -> tuple[Account, Account]:
+    """Pick an OAuth account to rotate and a different account to expire."""
+    present = present_accounts(manifest)
+    rotated = next(account for account in present if account.provider.uses_refresh_token)
+    expired = next(
+        (account for account in present if account.provider is Provider.IMAP),
+        next(account for account in present if account is not rotated),
+    )
+    return rotated, expired
+
+
+def run_steps(world: DemoWorld) -> None:
+    """Run every step of the walk-through; raise `DemoExpectationError` at the first surprise."""
+    present = {account.name for account in present_accounts(world.manifest)}
+    store_mailboxes(world)
+    _first_plan_and_apply(world, present)
+    _audit(world, "Step 3: audit", "Nothing changed since the apply: all should be healthy.")
+    rotated, expired = pick_accounts(world.manifest)
+    _rotate_and_expire(world, rotated, expired)
+    _audit(world, "Step 7: audit", "The reconnects are done: all should be healthy again.")
+
+
+def _first_plan_and_apply(world: DemoWorld, present: set[str]) -> None:
+    say(
+        "Step 1: plan",
+        """`grantctl plan` compares the manifest with what Nylas holds and prints what apply
+        would do, without changing anything. Nylas holds no grants yet, so every mailbox
+        should be connected. `--out` saves the plan so that exactly this plan is applied.""",
+    )
+    completed = world.grantctl("plan", "grants.yaml", "--out", "plan.json", "--detailed-exitcode")
+    expect_exit(completed, EXIT_CHANGES, "plan with changes")
+    expected = dict.fromkeys(present, ("connect", "not_connected"))
+    plan_text = (world.workdir / "plan.json").read_text(encoding="utf-8")
+    expect_actions(plan_actions(plan_text), expected)
+
+    say(
+        "Step 2: apply the saved plan",
+        """`grantctl apply plan.json` first checks that nothing moved since the plan was made,
+        then reads each credential from OpenBao at the version the plan pinned, sends it to
+        Nylas once (POST /v3/connect/custom), checks the grant that comes back, and records
+        it in the inventory (here a local state file).""",
+    )
+    expect_exit(world.grantctl("apply", "plan.json"), EXIT_OK, "apply")
+    grants = world.emulator.grants()
+    if len(grants) != len(present):
+        raise DemoExpectationError(
+            "grants in the emulator", f"{len(present)} grants", f"{len(grants)}"
+        )
+
+
+def _rotate_and_expire(world: DemoWorld, rotated: Account, expired: Account) -> None:
+    say(
+        "Step 4: the world moves",
+        f"""Two things happen that a real team meets every week. Someone rotates
+        {rotated.name}'s refresh token in Vault, and {expired.name}'s grant expires at Nylas
+        (a password change, a revoked consent).""",
+    )
+    rotate_token(world, rotated)
+    world.emulator.expire_grant(email=expired.email)
+    click.echo(f"  {expired.name}: grant marked invalid in the emulator")
+
+    say(
+        "Step 5: plan again",
+        f"""grantctl notices both: {rotated.name} must be reconnected because Vault holds a
+        newer secret than the one last sent (secret_rotated), and {expired.name} because its
+        grant is invalid (grant_invalid). Everything else is in sync.""",
+    )
+    completed = world.grantctl("plan", "grants.yaml", "--out", "plan2.json", "--detailed-exitcode")
+    expect_exit(completed, EXIT_CHANGES, "plan with changes")
+    expected = {
+        rotated.name: ("reconnect", "secret_rotated"),
+        expired.name: ("reconnect", "grant_invalid"),
+    }
+    expect_actions(
+        plan_actions((world.workdir / "plan2.json").read_text(encoding="utf-8")), expected
+    )
+
+    say(
+        "Step 6: apply",
+        """This time apply plans and applies in one go; `--auto-approve` answers the
+        confirmation prompt, as a CI job would. Reconnecting keeps the same grant id, so
+        nothing that refers to these mailboxes breaks.""",
+    )
+    expect_exit(world.grantctl("apply", "grants.yaml", "--auto-approve"), EXIT_OK, "apply")
+
+
+def _audit(world: DemoWorld, step: str, expectation: str) -> None:
+    say(
+        step,
+        f"""`grantctl audit` is the read-only health check a schedule runs: exit 0 when
+        healthy, 2 on drift, 1 on errors. {expectation}""",
+    )
+    expect_exit(world.grantctl("audit", "grants.yaml"), EXIT_OK, "audit (healthy)")
+
+
+def run_demo() -> int:
+    """Run the walk-through; return 0 when every step did what it should, else 1."""
+    click.secho(
+        "grantctl demo: a walk-through on this machine; nothing leaves 127.0.0.1.", bold=True
+    )
+    try:
+        with demo_world() as world:
+            run_steps(world)
+    except DemoExpectationError as failure:
+        click.secho(f"\nDemo failed: {failure}", fg="red", err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        click.echo("\nDemo interrupted.", err=True)
+        return EXIT_ERROR
+    click.secho("\nDemo finished: every step did what it should.", fg="green", bold=True)
+    return EXIT_OK
