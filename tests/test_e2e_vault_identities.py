@@ -91,7 +91,7 @@ def test_apply_identity_applies(scenario: Scenario) -> None:
 def test_token_expiring_mid_plan(scenario: Scenario) -> None:
     """A login token that expires while the plan waits on Nylas is re-obtained.
 
-    The emulator answers slower than the token's TTL, so the metadata read of the removed
+    The emulator responds more slowly than the token lasts, so the metadata read of the removed
     account (made after the grant list arrives) runs on an expired token.
     """
     root_env = scenario.env()
