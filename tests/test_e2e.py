@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -244,3 +248,41 @@ def test_log_level_after_command(scenario: Scenario) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "grantctl: INFO:" in completed.stderr
 
+
+def test_sigterm_stops_apply_and_releases_lock(scenario: Scenario) -> None:
+    """SIGTERM mid-apply records finished changes, releases the lock and exits 130."""
+    for index in range(5):
+        scenario.add_account(f"extra-{index}")
+    scenario.write_manifest()
+    scenario.emulator.set_faults(latency_ms=700)
+    events = scenario.workdir / "events.jsonl"
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "reconciler", "apply", "grants.yaml", "--auto-approve"),
+            *("--parallelism", "1", "--events", str(events)),
+        ],
+        cwd=scenario.workdir,
+        env=scenario.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and '"finish"' not in _read(events):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr
+    scenario.emulator.set_faults(latency_ms=0)
+    assert len(scenario.emulator.grants()) < 8
+    apply_all(scenario)
+    assert len(scenario.emulator.grants()) == 8
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""

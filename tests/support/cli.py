@@ -177,11 +177,13 @@ class Scenario:
         self.manifest.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
         return self.manifest
 
-    def grantctl(
-        self, *arguments: str, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run grantctl in the scenario's directory with its environment."""
-        return run_grantctl(*arguments, env=self.env(), cwd=self.workdir, stdin=stdin)
+    def grantctl(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run grantctl in-process in the scenario's directory with its environment."""
+        return invoke_isolated(arguments, env=self.env(), cwd=self.workdir)
+
+    def subprocess(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run grantctl as a separate process, as a user or CI job does."""
+        return run_grantctl(*arguments, env=self.env(), cwd=self.workdir)
 
     def plan_json(self, *flags: str) -> dict[str, Any]:
         """Run `grantctl plan --format json` and return the document."""
