@@ -33,7 +33,7 @@ class Health(str, enum.Enum):
     HEALTHY = "healthy"
     INVALID = "invalid"  # the grant exists but is expired or revoked
     MISSING = "missing"  # no grant, although the manifest wants one
-    ROTATION_PENDING = "rotation_pending"  # Vault holds a newer secret than the one sent
+    ROTATION_PENDING = "rotation_pending"  # Vault contains a newer secret than the one sent
     SCOPE_DRIFT = "scope_drift"  # the grant lacks scopes the manifest requires
     EMAIL_DRIFT = "email_drift"  # the grant's email is not the manifest's
     QUARANTINED = "quarantined"  # failed too often; apply skips it until retried

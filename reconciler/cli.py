@@ -34,9 +34,9 @@ def _echo_error(text: str) -> None:
 def run_guarded(invoke: Callable[[], object]) -> int:
     """Run `invoke` and turn its outcome into a process exit code.
 
-    `ReconcilerError` prints its message and next step; click usage errors print click's
-    message and exit 1; anything else is a bug, reported by type only, because its message
-    could hold a value read from Vault. The traceback is logged at debug level.
+    `ReconcilerError` prints its message and next step. Click usage errors print click's
+    message and exit 1. Anything else is a bug, reported by type only, because its message
+    could contain a value read from Vault. The traceback is logged at debug level.
     """
     try:
         result = invoke()

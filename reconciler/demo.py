@@ -1,7 +1,7 @@
 """`grantctl demo`: a guided walk through plan, apply, rotation, expiry and audit.
 
-Everything runs on this machine: a throwaway OpenBao dev server stands in for Vault and the
-in-process emulator stands in for the Nylas API, both on loopback. Each step runs the real
+Everything runs on this machine: a throwaway OpenBao dev server replaces Vault and the
+in-process emulator replaces the Nylas API, both on loopback. Each step runs the real
 `grantctl` command line in a subprocess, prints what it shows, and checks that it did what
 the step expects; the demo exits 1 at the first surprise, saying what it expected and saw.
 """
@@ -93,7 +93,7 @@ def find_example_manifest() -> Path:
 
 
 class DemoExpectationError(Exception):
-    """A step did not do what the demo expected; the message says what and how."""
+    """A step did not do what the demo expected; the message names the step and both results."""
 
     def __init__(self, what: str, expected: str, seen: str) -> None:
         super().__init__(f"{what}: expected {expected}, but saw {seen}")
@@ -239,9 +239,9 @@ def _first_plan_and_apply(world: DemoWorld, present: set[str]) -> None:
     say(
         "Step 2: apply the saved plan",
         """`grantctl apply plan.json` first checks that nothing moved since the plan was made,
-        then reads each credential from OpenBao at the version the plan pinned, sends it to
-        Nylas once (POST /v3/connect/custom), checks the grant that comes back, and records
-        it in the inventory (here a local state file).""",
+        then reads each credential from OpenBao at the version the plan pinned. It sends each
+        one to Nylas once (POST /v3/connect/custom), checks the grant that comes back, and
+        records it in the inventory (here a local state file).""",
     )
     expect_exit(world.grantctl("apply", "plan.json"), EXIT_OK, "apply")
     grants = world.emulator.grants()

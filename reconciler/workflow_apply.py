@@ -31,7 +31,7 @@ logger = logging.getLogger("reconciler.workflow")
 
 
 class ApplyUI(Protocol):
-    """What the workflow shows and asks during an apply; the CLI implements it."""
+    """The display and confirmation steps of an apply, implemented by the CLI."""
 
     def show_plan(self, plan: Plan) -> None:
         """Show the plan about to be applied."""
@@ -53,7 +53,7 @@ class ApplyUI(Protocol):
 
 
 def is_plan_file(path: str) -> bool:
-    """Return True when `path` holds a JSON object (a saved plan), not a YAML manifest."""
+    """Return True when `path` contains a JSON object (a saved plan), not a YAML manifest."""
     try:
         with Path(path).open("rb") as handle:
             document = json.loads(handle.read())

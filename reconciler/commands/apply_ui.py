@@ -1,4 +1,4 @@
-"""What `grantctl apply` shows and asks: the plan, the confirmation, progress and events.
+"""The terminal side of `grantctl apply`: the plan, the confirmation, progress and events.
 
 `ConsoleApplyUI` implements the workflow's `ApplyUI` protocol for a terminal or a CI log.
 Plans and results go to stdout; the progress bar goes to stderr and only to a terminal;

@@ -27,7 +27,7 @@ from reconciler.workflow import force_unlock
 def force_unlock_command(*, lock_id: str, manifest: str, **params: Any) -> int:
     """Remove the state lock LOCK_ID of MANIFEST's state backend.
 
-    Use it only when the run that holds the lock is known to be dead; the lock's id is in
+    Use it only when the run that holds the lock is known to be dead. The lock's id is in
     the error message of the run that could not take it.
     """
     previous = force_unlock(manifest, lock_id, vault_flags(params))
@@ -70,23 +70,26 @@ def force_unlock_command(*, lock_id: str, manifest: str, **params: Any) -> int:
     "--error-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Fraction of requests answered with --error-status.",
+    help="Fraction of requests that get an --error-status response.",
 )
 @click.option("--error-status", type=click.IntRange(500, 599), default=503, show_default=True)
 @click.option(
     "--burst-429",
     type=click.IntRange(min=0),
     default=0,
-    help="Answer this many requests with 429 before serving normally.",
+    help="Respond 429 to this many requests before serving normally.",
 )
 @click.option(
-    "--retry-after", default="1", show_default=True, help="Retry-After of 429 answers, seconds."
+    "--retry-after",
+    default="1",
+    show_default=True,
+    help="Retry-After of 429 responses, in seconds.",
 )
 @click.option(
     "--drop-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Fraction of requests whose connection is closed without an answer.",
+    help="Fraction of requests whose connection is closed without a response.",
 )
 @click.option(
     "--drop-after-processing",
@@ -98,7 +101,7 @@ def force_unlock_command(*, lock_id: str, manifest: str, **params: Any) -> int:
     "--html-error-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Fraction of requests answered with an HTML error page, as some proxies do.",
+    help="Fraction of requests that get an HTML error page, as some proxies return.",
 )
 @click.option(
     "--rate-limit",
