@@ -55,7 +55,7 @@ class Diagnostic:
 
 
 class ManifestError(ReconcilerError):
-    """A manifest that cannot be loaded or is invalid; holds every diagnostic, not just the first."""
+    """A manifest that cannot be loaded or is invalid; contains every diagnostic found."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic], *, hint: str = "") -> None:
         self.diagnostics = tuple(diagnostics)
@@ -63,7 +63,9 @@ class ManifestError(ReconcilerError):
         noun = "error" if count == 1 else "errors"
         lines = [f"manifest is invalid ({count} {noun}):"]
         lines += [f"  {diagnostic}" for diagnostic in self.diagnostics]
-        super().__init__("\n".join(lines), hint=hint or "fix the manifest and run `grantctl validate`")
+        super().__init__(
+            "\n".join(lines), hint=hint or "fix the manifest and run `grantctl validate`"
+        )
 
 
 class VaultError(ReconcilerError):
@@ -81,7 +83,9 @@ class VaultAuthError(VaultError):
 class VaultPermissionError(VaultError):
     """Vault answered 403 for a path; `capability` is what the policy must grant."""
 
-    def __init__(self, message: str, *, path: str = "", capability: str = "read", hint: str = "") -> None:
+    def __init__(
+        self, message: str, *, path: str = "", capability: str = "read", hint: str = ""
+    ) -> None:
         super().__init__(message, path=path, hint=hint)
         self.capability = capability
 

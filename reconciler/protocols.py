@@ -115,4 +115,3 @@ class StateBackend(Protocol):
     def force_unlock(self, lock_id: str) -> None:
         """Remove the lock if its id is `lock_id`; raise `LockError` otherwise."""
         ...
-

@@ -4,8 +4,9 @@ The inventory is one KV v2 secret at `<mount>/<path>`, written with check-and-se
 version read, so two writers can never both succeed. Large inventories are stored compressed
 in one field (`encoding` + `payload`): 10,000 synthetic accounts in the tests take about
 400 KB, under the 512 KiB value limit of Consul-backed Vault and the 1 MiB default entry
-limit of integrated storage. The lock is a second secret at `<path>.lock`: created with `cas=0`, renewed, taken
-over and released with `cas` set to the version last read, so every transition is atomic.
+limit of integrated storage. The lock is a second secret at `<path>.lock`: created with
+`cas=0`, renewed, taken over and released with `cas` set to the version last read, so
+every transition is atomic.
 A released lock is a tombstone version (`released: true`), not a deleted secret, so the
 token needs only create, read and update on the two paths.
 """
