@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.emulator import EmulatorServer
+from reconciler.state import LocalStateBackend
 from tests.support.cli import Scenario
 from tests.support.openbao import OpenBaoServer
 
@@ -286,3 +287,38 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return ""
+
+
+def test_plan_markdown_format(scenario: Scenario) -> None:
+    """plan --format markdown prints a markdown summary naming each account."""
+    completed = scenario.grantctl("plan", "grants.yaml", "--format", "markdown")
+    assert completed.returncode == 0, completed.stderr
+    assert "leyah" in completed.stdout
+    assert "|" in completed.stdout
+
+
+def test_apply_without_changes(scenario: Scenario) -> None:
+    """apply with nothing to do exits 0 without asking for approval."""
+    apply_all(scenario)
+    completed = scenario.grantctl("apply", "grants.yaml")
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_force_unlock_unlocked_state(scenario: Scenario) -> None:
+    """force-unlock on a state nobody locked exits 1 and says so."""
+    completed = scenario.grantctl("force-unlock", "no-such-lock", "grants.yaml")
+    assert completed.returncode == 1
+    assert "not locked" in completed.stderr
+
+
+def test_force_unlock_breaks_held_lock(scenario: Scenario) -> None:
+    """A lock left by a dead run blocks apply until force-unlock removes it by id."""
+    state = LocalStateBackend(scenario.workdir / "state.json")
+    with state.lock("apply") as held:
+        blocked = scenario.grantctl("apply", "grants.yaml", "--auto-approve")
+        assert blocked.returncode == 1
+        assert held.id in blocked.stderr
+        unlocked = scenario.grantctl("force-unlock", held.id, "grants.yaml")
+        assert unlocked.returncode == 0, unlocked.stderr
+        assert held.id in unlocked.stdout
+    apply_all(scenario)
