@@ -67,6 +67,24 @@ OPTIONAL_SECRET_KEYS: Mapping[Provider, tuple[str, ...]] = MappingProxyType(
 )
 # Settings keys whose values are integers in the connect request body.
 INTEGER_SECRET_KEYS = frozenset({"imap_port", "smtp_port", "ews_port"})
+# Keys of a Vault secret whose values are identifiers, not credentials: the redaction filter
+# leaves them readable, because the IMAP username usually equals the account's email. Any key
+# not listed here, including a key no provider accepts, is treated as a credential.
+PLAIN_SECRET_KEYS = frozenset(
+    {
+        "imap_username",
+        "imap_host",
+        "imap_port",
+        "smtp_username",
+        "smtp_host",
+        "smtp_port",
+        "username",
+        "email",
+        "ews_username",
+        "ews_host",
+        "ews_port",
+    }
+)
 
 
 class Ensure(str, enum.Enum):

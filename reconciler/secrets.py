@@ -4,7 +4,8 @@ Every value read from a Vault secret's data, the Nylas API key and the Vault tok
 in `Secret` as soon as it is read. `Secret` hides its value from `repr`, `str` and formatting;
 `reveal()` is called only where a request body or header is built. Each `Secret` also
 registers its value with the process-wide `REDACTOR`, which the logging filter and the CLI's
-output paths use to mask any value that leaked into a string anyway.
+output paths use to mask any value that leaked into a string anyway. Values that travel with
+credentials but are not secret (a host, a port, a username) are wrapped with `redact=False`.
 """
 
 from __future__ import annotations
@@ -58,9 +59,16 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, redact: bool = True) -> None:
+        """Wrap `value`; with `redact=False` the redaction filter does not mask it.
+
+        Pass `redact=False` only for values carried beside credentials that are not secret
+        themselves (a host, a port, a username that is the mailbox's email), so that output
+        naming them stays readable.
+        """
         self._value = value
-        REDACTOR.register(value)
+        if redact:
+            REDACTOR.register(value)
 
     def reveal(self) -> str:
         """Return the value; call only while building a request."""

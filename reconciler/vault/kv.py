@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from reconciler.errors import VaultError, VaultPermissionError
-from reconciler.model import SecretState, SecretVersion, VaultSettings
+from reconciler.model import PLAIN_SECRET_KEYS, SecretState, SecretVersion, VaultSettings
 from reconciler.secrets import Secret
 from reconciler.vault.session import VaultSession
 
@@ -95,6 +95,8 @@ class VaultSecretStore:
         Values that are not strings in Vault (such as a port stored as a JSON number) are
         wrapped as their JSON text, so `993` becomes `Secret("993")`. KV v1 ignores
         `version`. A pinned version deleted or destroyed since the plan raises `VaultError`.
+        Values of the keys in `PLAIN_SECRET_KEYS` (hosts, ports, usernames) are not
+        registered with the redaction filter; every other value is.
         """
         api_path = self.data_path(path)
         params = {"version": str(version)} if version is not None and self._versioned else None
@@ -108,7 +110,7 @@ class VaultSecretStore:
             raise VaultError(
                 f"Vault returned no data for {api_path}", path=api_path, hint=RERUN_PLAN_HINT
             )
-        return {str(key): _wrap(value) for key, value in data.items()}
+        return {str(key): _wrap(str(key), value) for key, value in data.items()}
 
     @property
     def _versioned(self) -> bool:
@@ -217,12 +219,14 @@ def _denied(path: str, exc: VaultPermissionError) -> SecretVersion:
     return SecretVersion(path=path, state=SecretState.DENIED, detail=detail)
 
 
-def _wrap(value: object) -> Secret:
+def _wrap(key: str, value: object) -> Secret:
+    # Every value travels as a Secret, but only credentials join the redaction filter.
+    redact = key not in PLAIN_SECRET_KEYS
     if isinstance(value, str):
-        return Secret(value)
+        return Secret(value, redact=redact)
     if value is None:
-        return Secret("")
-    return Secret(json.dumps(value, separators=(",", ":")))
+        return Secret("", redact=redact)
+    return Secret(json.dumps(value, separators=(",", ":")), redact=redact)
 
 
 def _is_past(timestamp: object) -> bool:
