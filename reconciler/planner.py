@@ -3,7 +3,8 @@
 It sits between the input readers (manifest loader, Vault metadata, the Nylas grant list, the
 state backend) and everything that consumes a plan (renderers, the plan file, the executor).
 It performs no I/O, reads no clock and draws no random numbers: the same inputs always give
-the same `Plan`, with changes sorted by account name.
+the same `Plan`, with changes sorted by account name. Its one effect on the interpreter is
+pausing the cyclic garbage collector while it runs (see `_collector_paused`).
 
 Decisions the executor relies on:
 - An account with an account-level error (secret unusable, duplicate grants, provider or
@@ -18,8 +19,11 @@ Decisions the executor relies on:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+import operator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.model import (
@@ -42,6 +46,10 @@ from reconciler.planner_attrs import GrantIndex
 from reconciler.planner_decide import decide_present
 from reconciler.planner_removal import decide_absent, decide_inventory_only
 from reconciler.planner_safety import check_deletes, protected_delete_error, secret_error
+
+# Sort keys as C callables, which cost less than a lambda per item on large plans.
+_BY_NAME = operator.attrgetter("name")
+_BY_ACCOUNT = operator.attrgetter("account")
 
 
 @dataclass(frozen=True)
@@ -93,13 +101,41 @@ def make_plan(
     `secrets` maps account names to their Vault metadata; an account without an entry is
     treated as having a missing secret. `grants` is every grant of the application.
     """
+    with _collector_paused():
+        return _make_plan(manifest, inventory, secrets, grants, options)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector, restoring its previous state on exit.
+
+    Planning allocates several container objects per account and creates no reference
+    cycles, so reference counting frees everything and the collector only re-scans the
+    growing plan. Measured on 100,000 accounts it took about 30% of the planner's time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _make_plan(
+    manifest: Manifest,
+    inventory: Inventory,
+    secrets: Mapping[str, SecretVersion],
+    grants: Sequence[Grant],
+    options: PlanOptions,
+) -> Plan:
     inputs = _Inputs(manifest, inventory, secrets, GrantIndex.build(grants), options)
     draft = _Draft()
     names = _all_names(manifest, inventory)
     selected = _select(names, options, draft.warnings)
     _check_replace(manifest, options, draft.errors)
 
-    for account in sorted(manifest.accounts, key=lambda item: item.name):
+    for account in sorted(manifest.accounts, key=_BY_NAME):
         if account.name in selected:
             _plan_account(inputs, account, draft)
     _plan_inventory_only(inputs, selected, draft)
@@ -111,11 +147,11 @@ def make_plan(
         draft.changes, draft.blocked_deletes, inventory, limit, options.allow_deletes is not None
     )
     return Plan(
-        changes=tuple(sorted(draft.changes, key=lambda change: change.account)),
+        changes=tuple(sorted(draft.changes, key=_BY_ACCOUNT)),
         errors=tuple(sorted(draft.errors, key=_error_key)),
         warnings=tuple(draft.warnings),
         unmanaged=_unmanaged(manifest, inventory, grants),
-        observations=tuple(sorted(draft.observations, key=lambda item: item.account)),
+        observations=tuple(sorted(draft.observations, key=_BY_ACCOUNT)),
         manifest_digest=manifest.digest,
         inventory_lineage=inventory.lineage,
         inventory_serial=inventory.serial,
@@ -230,14 +266,16 @@ def _is_protected(entry: InventoryEntry | None, account: Account | None) -> bool
 
 
 def _observe(account: Account, secret: SecretVersion, grant: Grant | None) -> Observation:
+    # `_value_` is the attribute behind `.value`, read directly because this runs per account
+    # and `.value` is a slow Python-level descriptor on Python 3.11.
     return Observation(
         account=account.name,
         vault_path=secret.path or account.secret_path,
         vault_version=secret.version,
         grant_id=grant.id if grant else None,
-        grant_status=grant.status.value if grant else None,
+        grant_status=grant.status._value_ if grant else None,
         grant_updated_at=grant.updated_at if grant else None,
-        provider=account.provider.value,
+        provider=account.provider._value_,
         email=account.email,
     )
 
@@ -285,7 +323,7 @@ def _unmanaged(
 ) -> tuple[Grant, ...]:
     """Return grants that match no account and no inventory entry, sorted."""
     managed_ids = {entry.grant_id for entry in inventory.entries.values()}
-    claimed = {(account.provider.value, account.email_key) for account in manifest.accounts}
+    claimed = {(account.provider._value_, account.email_key) for account in manifest.accounts}
     unmanaged = [
         grant
         for grant in grants

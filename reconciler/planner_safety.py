@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 
 from reconciler.model import (
     Account,
+    Action,
     Change,
     ErrorCode,
     Inventory,
@@ -74,7 +75,7 @@ def check_deletes(
     will never run.
     """
     errors: list[PlanError] = []
-    deletes = [change for change in changes if change.action.value == "delete"]
+    deletes = [change for change in changes if change.action is Action.DELETE]
     if len(deletes) > max_deletes:
         limit_source = "--allow-deletes" if overridden else "policy.max_deletes"
         errors.append(
