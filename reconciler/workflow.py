@@ -133,10 +133,17 @@ def run_plan(manifest_path: str, settings: RunSettings) -> PlanRun:
 
 def run_audit(manifest_path: str, settings: RunSettings) -> AuditReport:
     """Load the manifest, gather the inputs and report each account's health; lock-free."""
+    return run_audit_with_grants(manifest_path, settings)[0]
+
+
+def run_audit_with_grants(
+    manifest_path: str, settings: RunSettings
+) -> tuple[AuditReport, tuple[Grant, ...]]:
+    """Run `run_audit` and also return every grant it saw, which the metrics file counts."""
     manifest = load_checked_manifest(manifest_path)
     with open_clients(manifest, settings.vault, settings.client) as clients:
         inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
-    return audit_from_inputs(manifest, inputs)
+    return audit_from_inputs(manifest, inputs), inputs.grants
 
 
 def force_unlock(manifest_path: str, lock_id: str, vault_flags: VaultFlags) -> LockInfo | None:

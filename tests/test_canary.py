@@ -3,7 +3,9 @@
 Each test seeds unique canary values: refresh tokens, IMAP passwords, the Nylas API key and the
 Vault token. It runs grantctl against a real OpenBao and the emulator, failing runs included.
 Then it searches stdout, stderr (at `--log-level debug`, so every log line is there) and every
-file under the test's directory (plan, state, backup, lock, event files) for each canary."""
+file under the test's directory (plan, state, backup, lock, event, metrics files) for each
+canary.
+"""
 
 from __future__ import annotations
 
@@ -133,8 +135,19 @@ def test_every_command_hides_canaries(world: CanaryScenario) -> None:
     outputs += run(world, "apply", "grants.yaml", "--auto-approve", "--events", "events.jsonl")
     outputs += run(world, "apply", "grants.yaml", "--auto-approve", "--format", "json")
     for output_format in ("text", "json", "markdown"):
-        outputs += run(world, "audit", "grants.yaml", "--format", output_format)
+        outputs += run(
+            world,
+            "audit",
+            "grants.yaml",
+            "--format",
+            output_format,
+            "--metrics-file",
+            f"audit-{output_format}.prom",
+            "--metrics-include-emails",
+        )
     assert len(world.emulator.grants()) == 3
+    metrics = (world.workdir / "audit-json.prom").read_text(encoding="utf-8")
+    assert 'email="support@example.com"' in metrics
     assert_no_canary(world, outputs)
 
 
