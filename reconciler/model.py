@@ -264,8 +264,10 @@ class InventoryEntry:
 class Inventory:
     """The set of managed accounts, versioned like Terraform state.
 
-    `lineage` is a random id fixed when the inventory is first created; `serial` grows by
-    one on every write. A plan records both so apply can reject a stale plan.
+    `lineage` is a random id fixed when the inventory is first written; `serial` grows by
+    one on every write. A plan records both so apply can reject a stale plan. An unwritten
+    state reads as serial 0 with no entries and a new lineage on every read, which the
+    first write keeps.
     """
 
     lineage: str

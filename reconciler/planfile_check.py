@@ -62,6 +62,16 @@ def _short(digest: str) -> str:
 
 def _inventory_moved(document: Mapping[str, Any], inventory: Inventory) -> list[str]:
     recorded = document["inventory"]
+    if _is_unwritten(recorded["serial"], recorded["empty"]):
+        # A backend returns a new random lineage on each read of an unwritten state, so
+        # lineages cannot match here. Such a plan is current while the state stays unwritten.
+        if _is_unwritten(inventory.serial, inventory.is_empty):
+            return []
+        return [
+            "the plan was made against an empty inventory, which is now at serial "
+            f"{inventory.serial} with {len(inventory.entries)} accounts; another apply ran "
+            "since, possibly of this plan"
+        ]
     if recorded["lineage"] != inventory.lineage:
         return [
             f"the inventory was replaced (lineage {recorded['lineage']!r} -> {inventory.lineage!r})"
@@ -77,6 +87,11 @@ def _inventory_moved(document: Mapping[str, Any], inventory: Inventory) -> list[
             f"{inventory.serial}); the plan may already have been applied"
         ]
     return []
+
+
+def _is_unwritten(serial: int, empty: bool) -> bool:
+    """Return True for a state never written: serial 0 and no entries."""
+    return serial == 0 and empty
 
 
 def _secret_moved(observation: Mapping[str, Any], secret: SecretVersion | None) -> list[str]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -26,6 +26,9 @@ from reconciler.planfile_check import check_plan_is_current
 from reconciler.workflow import gather_inputs, plan_from_inputs
 from reconciler.workflow_clients import Clients, load_checked_manifest, open_clients
 from reconciler.workflow_settings import PlanFlags, RunSettings
+
+# The start of a JSON object with a first key, which a YAML manifest never has in practice.
+_JSON_OBJECT_START = re.compile(r'\A\s*\{\s*"')
 
 logger = logging.getLogger("reconciler.workflow")
 
@@ -53,12 +56,20 @@ class ApplyUI(Protocol):
 
 
 def is_plan_file(path: str) -> bool:
-    """Return True when `path` contains a JSON object (a saved plan), not a YAML manifest."""
+    """Return True when `path` is a saved plan, not a YAML manifest.
+
+    A JSON object is a plan. So is a file that fails to parse as JSON but looks like one
+    (a `.json` name, or a `{"` start), so that a truncated plan is reported as a damaged plan
+    file instead of as a manifest with a YAML syntax error.
+    """
     try:
-        with Path(path).open("rb") as handle:
-            document = json.loads(handle.read())
-    except (OSError, ValueError):
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
         return False
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return path.endswith(".json") or _JSON_OBJECT_START.match(text) is not None
     return isinstance(document, dict)
 
 
@@ -103,7 +114,6 @@ def apply_saved_plan(
         clients.state.lock("apply", timeout_s=settings.lock_timeout_s),
     ):
         inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
-        inputs = replace(inputs, inventory=_comparable_inventory(document, inputs.inventory))
         check_plan_is_current(
             document,
             manifest_digest=manifest.digest,
@@ -117,21 +127,6 @@ def apply_saved_plan(
         if not plan.has_changes:
             return None
         return _execute(plan, manifest, clients, inputs.inventory, ui)
-
-
-def _comparable_inventory(document: Mapping[str, Any], inventory: Inventory) -> Inventory:
-    """Return `inventory` with the plan's lineage when both are the never-written state.
-
-    A state backend with nothing stored returns an empty inventory with a new random
-    lineage on every read, so a plan made before the first apply would always look stale.
-    Both sides at serial 0 and empty is the same state; the first write then keeps the
-    lineage the plan recorded.
-    """
-    recorded = document["inventory"]
-    unwritten = inventory.serial == 0 and inventory.is_empty
-    if unwritten and recorded["serial"] == 0 and recorded["empty"]:
-        return replace(inventory, lineage=str(recorded["lineage"]))
-    return inventory
 
 
 def _require_applyable(plan: Plan) -> None:

@@ -162,6 +162,25 @@ def test_applied_plan_cannot_be_applied_twice(scenario: Scenario) -> None:
     assert "stale" in second.stderr
 
 
+def test_first_saved_plan_applies_in_process(scenario: Scenario) -> None:
+    """A plan saved before any state exists applies: the unwritten state did not move."""
+    planned = scenario.grantctl("plan", "grants.yaml", "--out", "plan.json")
+    assert planned.returncode == 0, planned.stderr
+    applied = scenario.grantctl("apply", "plan.json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert len(scenario.emulator.grants()) == 3
+
+
+def test_saved_plan_stale_after_first_apply(scenario: Scenario) -> None:
+    """A plan saved against an empty inventory is rejected once another apply filled it."""
+    scenario.grantctl("plan", "grants.yaml", "--out", "plan.json")
+    apply_all(scenario)
+    applied = scenario.grantctl("apply", "plan.json")
+    assert applied.returncode == 1
+    assert "made against an empty inventory" in applied.stderr
+    assert len(scenario.emulator.grants()) == 3
+
+
 def test_apply_without_terminal_needs_auto_approve(scenario: Scenario) -> None:
     """apply on a non-terminal without --auto-approve exits 1 and says what to pass."""
     completed = scenario.subprocess("apply", "grants.yaml")

@@ -225,6 +225,31 @@ def test_stale_empty_inventory_filled() -> None:
         check_plan_is_current(document, **world)
 
 
+def test_unwritten_inventory_is_current() -> None:
+    """Two reads of an unwritten state match although each has its own lineage."""
+    document = make_document()
+    document["inventory"] = {"lineage": "read-at-plan", "serial": 0, "empty": True}
+    world = {**current_world(), "inventory": Inventory("read-at-apply", 0)}
+    check_plan_is_current(document, **world)
+
+
+@pytest.mark.parametrize(
+    ("serial", "entries"),
+    [(1, {}), (1, {"a": InventoryEntry("a", "g", "google", "a@example.com", "nylas/a")})],
+    ids=["written-empty", "written-with-entries"],
+)
+def test_stale_unwritten_inventory_written(serial: int, entries: dict[str, Any]) -> None:
+    """A plan made against an unwritten state is stale once any write happened."""
+    document = make_document()
+    document["inventory"] = {"lineage": "read-at-plan", "serial": 0, "empty": True}
+    world = {**current_world(), "inventory": Inventory("written", serial, entries)}
+    with pytest.raises(StalePlanError) as caught:
+        check_plan_is_current(document, **world)
+    message = str(caught.value)
+    assert "made against an empty inventory" in message
+    assert f"now at serial {serial}" in message
+
+
 def test_stale_vault_version_moved() -> None:
     """A changed Vault version names the account and both versions."""
     world = current_world()
