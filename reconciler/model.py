@@ -147,7 +147,11 @@ class VaultSettings:
 
 @dataclass(frozen=True)
 class StateSettings:
-    """Which state backend holds the inventory and lock, and where."""
+    """Which state backend holds the inventory and lock, and where.
+
+    `path` is a KV path for the vault backend. For the local backend it is a file path,
+    which `load_manifest` resolves against the manifest's directory when relative.
+    """
 
     backend: str = "local"  # "local" | "vault"
     path: str = ".grantctl/state.json"

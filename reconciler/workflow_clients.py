@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from reconciler.manifest import allowed_prefixes_from_environment, load_manifest
 from reconciler.model import Manifest
@@ -32,9 +31,6 @@ from reconciler.workflow_settings import ClientFlags, VaultFlags
 logger = logging.getLogger("reconciler.workflow")
 
 API_KEY_VAULT_PATH_VARIABLE = "GRANTCTL_NYLAS_API_KEY_VAULT_PATH"
-# `load_manifest` already resolves a relative local state path against the manifest's
-# directory, so the backend must resolve what remains against the working directory only.
-STATE_BASE_DIR = Path()
 
 
 @dataclass
@@ -85,7 +81,6 @@ def open_clients(
         stack.callback(nylas.close)
         state = open_state_backend(
             manifest.state,
-            manifest_dir=STATE_BASE_DIR,
             vault_hvac=session.hvac,
             vault_mount=manifest.vault.mount,
         )
@@ -119,7 +114,6 @@ def open_state(
         session = connect_vault(_auth_config(vault_flags, environ))
     yield open_state_backend(
         manifest.state,
-        manifest_dir=STATE_BASE_DIR,
         vault_hvac=session.hvac if session is not None else None,
         vault_mount=manifest.vault.mount,
     )

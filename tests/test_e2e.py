@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.emulator import EmulatorServer
 from reconciler.state import LocalStateBackend
-from tests.support.cli import Scenario
+from tests.support.cli import Scenario, invoke_isolated
 from tests.support.openbao import OpenBaoServer
 
 pytestmark = pytest.mark.slow
@@ -179,6 +179,21 @@ def test_saved_plan_stale_after_first_apply(scenario: Scenario) -> None:
     assert applied.returncode == 1
     assert "made against an empty inventory" in applied.stderr
     assert len(scenario.emulator.grants()) == 3
+
+
+def test_state_beside_manifest_from_elsewhere(scenario: Scenario) -> None:
+    """A relative local state path is resolved against the manifest's directory, not the cwd."""
+    elsewhere = scenario.workdir / "elsewhere"
+    elsewhere.mkdir()
+    manifest = Path("..") / scenario.manifest.name
+    planned = invoke_isolated(["plan", str(manifest)], env=scenario.env(), cwd=elsewhere)
+    assert planned.returncode == 0, planned.stderr
+    applied = invoke_isolated(
+        ["apply", str(manifest), "--auto-approve"], env=scenario.env(), cwd=elsewhere
+    )
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert (scenario.workdir / "state.json").is_file()
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_apply_without_terminal_needs_auto_approve(scenario: Scenario) -> None:

@@ -29,23 +29,19 @@ __all__ = [
 def open_state_backend(
     settings: StateSettings,
     *,
-    manifest_dir: Path,
     vault_hvac: Any = None,
     vault_mount: str = "secret",
     lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
 ) -> StateBackend:
     """Return the backend that `settings` names.
 
-    A relative local path is resolved against `manifest_dir`, so the state sits beside the
-    manifest whatever the working directory. The vault backend needs `vault_hvac`, an
+    A local path is used as given: `load_manifest` has already resolved a relative one
+    against the manifest's directory. The vault backend needs `vault_hvac`, an
     authenticated `hvac.Client`, and stores the document at `settings.path` in KV v2 mount
     `vault_mount`.
     """
     if settings.backend == "local":
-        path = Path(settings.path)
-        if not path.is_absolute():
-            path = manifest_dir / path
-        return LocalStateBackend(path, lock_ttl_s=lock_ttl_s)
+        return LocalStateBackend(Path(settings.path), lock_ttl_s=lock_ttl_s)
     if settings.backend == "vault":
         if vault_hvac is None:
             raise ConfigError(
