@@ -44,7 +44,10 @@ def fmt_command(*, manifest: str, check: bool) -> int:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read {manifest}: {error}") from error
+        raise ConfigError(
+            f"cannot read {manifest}: {error}",
+            hint=f"check that {manifest} is a UTF-8 file that this user may read",
+        ) from error
 
     formatted = format_manifest(text)
     if formatted == text:
@@ -66,4 +69,7 @@ def _replace_file(path: Path, text: str) -> None:
         temporary.replace(path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: {error}") from error
+        raise ConfigError(
+            f"cannot write {path}: {error}",
+            hint=f"make {path.parent} writable, or run `grantctl fmt --check` to only check",
+        ) from error

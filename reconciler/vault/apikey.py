@@ -44,7 +44,10 @@ class KeyReference:
         try:
             return cls(check_path(mount, what="mount"), check_path(path), field)
         except VaultError as exc:
-            raise ConfigError(f"{API_KEY_VARIABLE}: {exc.message}") from None
+            raise ConfigError(
+                f"{API_KEY_VARIABLE}: {exc.message}",
+                hint="e.g. secret/nylas/api#api_key for field api_key of secret/nylas/api",
+            ) from None
 
 
 def read_api_key_from_vault(session: VaultSession, ref: str) -> Callable[[], Secret]:

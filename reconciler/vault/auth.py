@@ -65,9 +65,15 @@ class AuthConfig:
     def __post_init__(self) -> None:
         _check_addr(self.addr)
         if self.timeout_s <= 0:
-            raise ConfigError(f"GRANTCTL_VAULT_TIMEOUT must be positive, got {self.timeout_s}")
+            raise ConfigError(
+                f"GRANTCTL_VAULT_TIMEOUT must be positive, got {self.timeout_s}",
+                hint="set GRANTCTL_VAULT_TIMEOUT to a number of seconds such as 30, or unset it",
+            )
         if (self.client_cert is None) != (self.client_key is None):
-            raise ConfigError("set both VAULT_CLIENT_CERT and VAULT_CLIENT_KEY, or neither")
+            raise ConfigError(
+                "only one of VAULT_CLIENT_CERT and VAULT_CLIENT_KEY is set",
+                hint="set both VAULT_CLIENT_CERT and VAULT_CLIENT_KEY, or neither",
+            )
         # requests raises a bare OSError for a missing CA bundle or client certificate, so
         # the paths are checked here, where the message can name the variable.
         _check_exists(self.cacert, "VAULT_CACERT")
@@ -154,7 +160,8 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             values["timeout_s"] = float(timeout)
         except ValueError:
             raise ConfigError(
-                f"GRANTCTL_VAULT_TIMEOUT must be a number of seconds, got {timeout!r}"
+                f"GRANTCTL_VAULT_TIMEOUT must be a number of seconds, got {timeout!r}",
+                hint="set GRANTCTL_VAULT_TIMEOUT to a number of seconds such as 30, or unset it",
             ) from None
     if _first(environ, "VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"):
         # Turning TLS verification off must be a visible decision in the command line.
@@ -232,7 +239,10 @@ def read_credential_file(path: str, variable: str) -> Secret:
             hint=f"check that {path} exists and is readable by this process",
         ) from None
     if not text:
-        raise ConfigError(f"{variable} file {path} is empty")
+        raise ConfigError(
+            f"{variable} file {path} is empty",
+            hint=f"write the credential into {path}, or point {variable} at the right file",
+        )
     return Secret(text)
 
 
