@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
 import click
@@ -25,7 +26,7 @@ _LABELS = {
 
 
 def audit_to_document(report: AuditReport) -> dict[str, Any]:
-    """Return the JSON-ready document of `report`; the JSON view and tests read this."""
+    """Return the JSON-ready document of `report`, valid against `audit_schema()`."""
     return {
         "format_version": AUDIT_FORMAT_VERSION,
         "status": _status(report),
@@ -48,6 +49,13 @@ def audit_to_document(report: AuditReport) -> dict[str, Any]:
     }
 
 
+def audit_schema() -> dict[str, Any]:
+    """Return the JSON Schema of the audit document (`schemas/audit.schema.json`)."""
+    text = resources.files("reconciler").joinpath("schemas/audit.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
 def render_audit_json(report: AuditReport) -> str:
     """Render `report` as indented JSON."""
     return json.dumps(audit_to_document(report), indent=2, sort_keys=False)
@@ -63,7 +71,7 @@ def render_audit_text(report: AuditReport, *, color: bool = False) -> str:
         line = f"  {entry.account.ljust(width)}  {styled}"
         if entry.health is not Health.HEALTHY:
             padding = " " * (len(_LABELS[Health.ROTATION_PENDING]) - len(label))
-            line += f"{padding}  {entry.message}"
+            line += f"{padding}  {entry.detail}"
         lines.append(line)
         if entry.next_step:
             lines.append(f"  {' ' * width}  next step: {entry.next_step}")
@@ -82,7 +90,7 @@ def render_audit_markdown(report: AuditReport) -> str:
     lines = [f"### grantctl audit: {_status(report)}", "", _summary_sentence(report), ""]
     lines += ["| account | health | grant | detail |", "|---|---|---|---|"]
     for entry in report.accounts:
-        detail = "" if entry.health is Health.HEALTHY else _escape(entry.message)
+        detail = "" if entry.health is Health.HEALTHY else _escape(entry.detail)
         grant = f"`{entry.grant_id}`" if entry.grant_id else ""
         lines.append(f"| `{entry.account}` | {_LABELS[entry.health]} | {grant} | {detail} |")
     if report.unmanaged:
@@ -97,13 +105,14 @@ def _account_document(entry: AccountHealth) -> dict[str, Any]:
     return {
         "account": entry.account,
         "health": entry.health.value,
-        "message": entry.message,
+        "detail": entry.detail,
         "action": entry.action.value if entry.action is not None else None,
         "reason": entry.reason.value if entry.reason is not None else None,
         "provider": entry.provider,
         "email": entry.email,
         "grant_id": entry.grant_id,
         "next_step": entry.next_step,
+        "planned_change": entry.planned_change or None,
     }
 
 
@@ -119,7 +128,8 @@ def _summary_sentence(report: AuditReport) -> str:
     for health in Health:
         if health is not Health.HEALTHY and report.count(health):
             parts.append(f"{report.count(health)} {_LABELS[health]}")
-    parts.append(f"{len(report.unmanaged)} unmanaged grants")
+    unmanaged = len(report.unmanaged)
+    parts.append(f"{unmanaged} unmanaged grant{'' if unmanaged == 1 else 's'}")
     return "Audit: " + ", ".join(parts) + "."
 
 
