@@ -6,6 +6,7 @@ a subprocess, so that SIGTERM reaches real signal handlers.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -197,3 +198,43 @@ def test_vault_outage_backs_off(scenario: Scenario, loops: list[LoopProcess]) ->
 
     assert code == 0, loop.stderr()
     assert "retrying in 10.0s" in loop.stderr()
+
+
+def rounds_finished(loop: LoopProcess) -> int:
+    """Return how many rounds the loop has logged as finished."""
+    return len(re.findall(r"reconcile round \d+ finished", loop.stderr()))
+
+
+def test_loop_repairs_expired_grant(scenario: Scenario, loops: list[LoopProcess]) -> None:
+    """A grant expired in Nylas is valid again within two 2s rounds; SIGTERM then exits 0."""
+    loop = LoopProcess(scenario, "--interval", "2s", "--jitter", "0", env=scenario.env())
+    loops.append(loop)
+    loop.wait_for("reconcile round 1 finished")
+    expired = scenario.emulator.expire_grant(email="leyah@example.com")
+    assert [grant["grant_status"] for grant in expired] == ["invalid"]
+    finished_at_expiry = rounds_finished(loop)
+
+    deadline = time.monotonic() + WAIT_TIMEOUT_S
+    while True:
+        # Count before reading the status, so every counted round finished before the read.
+        finished = rounds_finished(loop)
+        if leyah_status(scenario) == "valid":
+            break
+        assert finished < finished_at_expiry + 2, f"not repaired in two rounds:\n{loop.stderr()}"
+        assert loop.process.poll() is None, f"exited early:\n{loop.stderr()}"
+        assert time.monotonic() < deadline, f"not repaired in time:\n{loop.stderr()}"
+        time.sleep(0.1)
+    code = loop.stop(signal.SIGTERM)
+
+    assert code == 0, loop.stderr()
+    assert "applied 1 reconnect" in loop.stderr()
+    assert leyah_status(scenario) == "valid"
+
+
+def leyah_status(scenario: Scenario) -> str:
+    """Return the emulator's `grant_status` of leyah's only grant."""
+    grants = [
+        grant for grant in scenario.emulator.grants() if grant["email"] == "leyah@example.com"
+    ]
+    assert len(grants) == 1, grants
+    return str(grants[0]["grant_status"])
