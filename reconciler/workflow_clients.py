@@ -81,7 +81,7 @@ def open_clients(
         stack.callback(nylas.close)
         state = open_state_backend(
             manifest.state,
-            vault_hvac=session.hvac,
+            vault_session=session,
             vault_mount=manifest.vault.mount,
         )
         yield Clients(
@@ -114,7 +114,7 @@ def open_state(
         session = connect_vault(_auth_config(vault_flags, environ))
     yield open_state_backend(
         manifest.state,
-        vault_hvac=session.hvac if session is not None else None,
+        vault_session=session,
         vault_mount=manifest.vault.mount,
     )
 

@@ -89,7 +89,7 @@ def stored_inventory(scenario: Scenario, backend: str) -> Inventory:
     if backend == "local":
         return LocalStateBackend(scenario.workdir / "state.json").read()
     path = f"{scenario.prefix}-state/inventory"
-    return VaultStateBackend(scenario.openbao.client(), "secret", path).read()
+    return VaultStateBackend(scenario.openbao.session(), "secret", path).read()
 
 
 @pytest.mark.parametrize("backend", ["local", "vault"])

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from reconciler.errors import LockError, StateConflictError, StateError
 from reconciler.model import Inventory, InventoryEntry
+from reconciler.secrets import Secret
 from reconciler.state import VaultStateBackend
 from reconciler.state.lockrecord import new_lock_record
+from reconciler.vault import AuthConfig, AuthMethod, connect_vault
 
 
 def backend_pair(openbao: Any) -> tuple[VaultStateBackend, VaultStateBackend]:
     """Return two backends on one fresh state path, as two processes would have."""
     path = openbao.unique("grantctl/state/test")
     return (
-        VaultStateBackend(openbao.client(), "secret", path, who="ana@ci-1"),
-        VaultStateBackend(openbao.client(), "secret", path, who="bo@ci-2"),
+        VaultStateBackend(openbao.session(), "secret", path, who="ana@ci-1"),
+        VaultStateBackend(openbao.session(), "secret", path, who="bo@ci-2"),
     )
 
 
@@ -124,3 +130,104 @@ def test_ten_thousand_entries_fit(openbao: Any) -> None:
     )["data"]["data"]
     assert len(raw["payload"]) < 512 * 1024
     assert second.read() == stored
+
+
+def test_revoked_token_logs_in_again(openbao: Any) -> None:
+    """A state write after the login token was revoked logs in again and succeeds."""
+    path = openbao.unique("grantctl/state/relogin")
+    policy = openbao.unique("state")
+    openbao.write_policy(
+        policy, f'path "secret/data/{path}*" {{ capabilities = ["create", "read", "update"] }}'
+    )
+    auth_mount = openbao.unique("approle")
+    role_id, secret_id = openbao.approle("state", [policy], mount=auth_mount)
+    config = AuthConfig(
+        addr=openbao.addr,
+        method=AuthMethod.APPROLE,
+        mount=auth_mount,
+        role_id=Secret(role_id),
+        secret_id=Secret(secret_id),
+    )
+    session = connect_vault(config)
+    backend = VaultStateBackend(session, "secret", path)
+    first_token = session.hvac.token
+    openbao.client().auth.token.revoke(first_token)
+
+    stored = backend.write(Inventory(backend.read().lineage, 0, {"a": entry("a")}))
+
+    assert session.hvac.token != first_token
+    assert VaultStateBackend(openbao.session(), "secret", path).read() == stored
+
+
+def test_repeated_write_counts_as_done(openbao: Any) -> None:
+    """A cas write sent twice (a retry after a lost response) returns the stored version."""
+    first, _ = backend_pair(openbao)
+    record = new_lock_record("apply", who="ana@ci-1", ttl_s=60)
+    assert first._kv_write(first.lock_path, record, 0) == 1
+    assert first._kv_write(first.lock_path, record, 0) == 1
+    assert first._kv_write(first.lock_path, {**record, "id": "other"}, 0) is None
+
+
+class FlakyKV(BaseHTTPRequestHandler):
+    """A KV v2 mount that returns 502 to the first `failures` GETs and POSTs each."""
+
+    failures = 0
+    gets = 0
+    posts = 0
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/v1/auth/token/lookup-self"):
+            self._reply(200, {"data": {"ttl": 0, "renewable": False}})
+            return
+        type(self).gets += 1
+        if type(self).gets <= type(self).failures:
+            self._reply(502, {"errors": ["upstream connect error"]})
+            return
+        self._reply(404, {"errors": []})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).posts += 1
+        if type(self).posts <= type(self).failures:
+            self._reply(502, {"errors": ["upstream connect error"]})
+            return
+        self._reply(200, {"data": {"version": 1}})
+
+    def _reply(self, status: int, body: object) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # base signature
+        pass
+
+
+@pytest.fixture
+def flaky_kv() -> Iterator[tuple[str, type[FlakyKV]]]:
+    handler = type("Handler", (FlakyKV,), {"failures": 2, "gets": 0, "posts": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_5xx_retried_on_read_and_write(flaky_kv: tuple[str, type[FlakyKV]]) -> None:
+    """Reads and cas writes of the state are retried after 502 responses."""
+    addr, handler = flaky_kv
+    delays: list[float] = []
+    session = connect_vault(AuthConfig(addr=addr, token=Secret("t-flaky")), sleep=delays.append)
+    backend = VaultStateBackend(session, "secret", "grantctl/state")
+
+    empty = backend.read()
+    written = backend.write(Inventory(empty.lineage, 0, {"a": entry("a")}))
+
+    assert written.serial == 1
+    # Three attempts of the read, then one more read that finds the version to cas on.
+    assert handler.gets == 4
+    assert handler.posts == 3
+    assert len(delays) == 4

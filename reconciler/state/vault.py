@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from reconciler.errors import LockError, StateConflictError, StateError
 from reconciler.model import Inventory
@@ -46,6 +45,7 @@ from reconciler.state.lockrecord import (
     lock_info,
     new_lock_record,
 )
+from reconciler.vault.session import VaultSession
 
 LOGGER = logging.getLogger(__name__)
 
@@ -72,20 +72,21 @@ class _Read:
 class VaultStateBackend:
     """A `StateBackend` keeping the inventory and lock in a KV v2 mount.
 
-    `client` is an authenticated `hvac.Client`. The token needs create, read and update on
+    `session` is an authenticated `VaultSession`, whose retries, token renewal and error
+    translation every request goes through. The token needs create, read and update on
     `<mount>/data/<path>` and `<mount>/data/<path>.lock`.
     """
 
     def __init__(
         self,
-        client: Any,
+        session: VaultSession,
         mount: str,
         path: str,
         *,
         who: str | None = None,
         lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
     ) -> None:
-        self._client = client
+        self._session = session
         self.mount = mount.strip("/")
         self.path = path.strip("/")
         self.lock_path = self.path + ".lock"
@@ -104,64 +105,42 @@ class VaultStateBackend:
         return f"{self.mount}/data/{path}"
 
     def _kv_read(self, path: str) -> _Read:
-        status, body = self._send("GET", path)
-        raw = body.get("data")
+        response = self._session.request("GET", self._api_path(path), capability="read")
+        raw = response.body.get("data")
         data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         metadata = data.get("metadata") or {}
         version = int(metadata.get("version") or 0)
-        if status == 404:
+        if response.status == 404:
             # A deleted or destroyed latest version still has metadata: cas must name it.
             deleted = bool(metadata.get("deletion_time") or metadata.get("destroyed"))
             return _Read(None, version, deleted=deleted)
         return _Read(data.get("data"), version)
 
     def _kv_write(self, path: str, data: dict[str, Any], cas: int) -> int | None:
-        """Write with check-and-set; return the new version, or None on a cas mismatch."""
-        status, body = self._send("POST", path, {"options": {"cas": cas}, "data": data})
-        if status == 400:
-            return None
-        return int(body.get("data", {}).get("version", cas + 1))
+        """Write with check-and-set; return the new version, or None on a cas mismatch.
 
-    def _send(
-        self, method: str, path: str, payload: dict[str, Any] | None = None
-    ) -> tuple[int, dict[str, Any]]:
+        The write is retried like a read, because check-and-set stops a repeated write from
+        applying twice. A mismatch caused by this write's own earlier attempt counts as done.
+        """
         api_path = self._api_path(path)
-        url = "/v1/" + quote(api_path, safe="/")
-        options: dict[str, Any] = {"raise_exception": False}
-        if payload is not None:
-            options["json"] = payload
-        try:
-            result = self._client.adapter.request(method, url, **options)
-        except Exception as error:  # requests and hvac errors are translated right here
-            raise StateError(
-                f"Vault request {method} {api_path} for the state failed: {type(error).__name__}",
-                hint="check VAULT_ADDR and that Vault is reachable, then run again",
-            ) from error
-        if isinstance(result, dict):
-            return 200, result
-        return self._check_status(result, method, api_path)
-
-    def _check_status(
-        self, response: Any, method: str, api_path: str
-    ) -> tuple[int, dict[str, Any]]:
-        status = int(response.status_code)
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        body = body if isinstance(body, dict) else {}
-        errors = "; ".join(str(item) for item in body.get("errors") or [])
-        if status in (200, 204, 404) or (status == 400 and _CAS_MISMATCH in errors):
-            return status, body
-        if status == 403:
-            raise StateError(
-                f"permission denied: the Vault token may not {method} {api_path} (state)",
-                hint=f'grant "create", "read" and "update" on "{api_path}" in the policy',
-            )
-        raise StateError(
-            f"Vault answered {status} to {method} {api_path} (state): {errors or 'no detail'}",
-            hint="check Vault's health (bao status) and the token, then run again",
+        response = self._session.request(
+            "POST",
+            api_path,
+            body={"options": {"cas": cas}, "data": data},
+            capability="create" if cas == 0 else "update",
+            idempotent=True,
+            expected_statuses=(400,),
         )
+        if response.status != 400:
+            return int(response.body.get("data", {}).get("version", cas + 1))
+        errors = "; ".join(str(item) for item in response.body.get("errors") or [])
+        if _CAS_MISMATCH not in errors:
+            raise StateError(
+                f"Vault rejected the state write to {api_path}: {errors or 'no detail'}",
+                hint="check that the mount is KV version 2, then run again",
+            )
+        stored = self._kv_read(path)
+        return stored.version if stored.data == data else None
 
     # Inventory
 

@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -155,11 +155,13 @@ class VaultSession:
         body: Mapping[str, Any] | None = None,
         capability: str = "read",
         idempotent: bool | None = None,
+        expected_statuses: Collection[int] = (404,),
     ) -> VaultResponse:
-        """Send `method` to `/v1/<path>` and return the response; a 404 is returned, not raised.
+        """Send `method` to `/v1/<path>` and return the response.
 
-        Any other status of 400 or more raises a `VaultError` through `call`. `idempotent`
-        defaults to True for GET and LIST only, so other requests are not retried.
+        A status in `expected_statuses` is returned, as 404 is by default. Any other status
+        of 400 or more raises a `VaultError` through `call`. `idempotent` defaults to True for
+        GET and LIST only, so other requests are not retried.
         """
         if idempotent is None:
             idempotent = method.upper() in ("GET", "LIST", "HEAD")
@@ -177,7 +179,7 @@ class VaultSession:
                 return VaultResponse(200, result)
             response: requests.Response = result
             decoded = _json_body(response)
-            if response.status_code >= 400 and response.status_code != 404:
+            if response.status_code >= 400 and response.status_code not in expected_statuses:
                 errors = decoded.get("errors")
                 raise hvac.exceptions.VaultError.from_status(
                     response.status_code,

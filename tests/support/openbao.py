@@ -27,6 +27,9 @@ import hvac
 import pytest
 import requests
 
+from reconciler.secrets import Secret
+from reconciler.vault import AuthConfig, VaultSession, connect_vault
+
 STARTUP_TIMEOUT_S = 30.0
 
 
@@ -150,6 +153,12 @@ class OpenBaoServer:
         chosen = token if token is not None else self.root_token
         verify: bool | str = str(self.ca_path) if self.tls else True
         return hvac.Client(url=self.addr, token=chosen, namespace=namespace, verify=verify)
+
+    def session(self, token: str | None = None) -> VaultSession:
+        """Return a `VaultSession` for this server with `token` (root by default)."""
+        chosen = token if token is not None else self.root_token
+        cacert = str(self.ca_path) if self.tls else None
+        return connect_vault(AuthConfig(addr=self.addr, token=Secret(chosen), cacert=cacert))
 
     def bao(
         self, *args: str, token: str | None = None, stdin: str | None = None, check: bool = True
