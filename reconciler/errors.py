@@ -107,7 +107,8 @@ class NylasError(ReconcilerError):
 
     `status` is the HTTP status (0 for network errors), `request_id` Nylas' request id,
     `error_type` and `error_message` the `error` object's fields, `provider_error` the
-    provider's own error object when Nylas passed it on.
+    provider's own error object when Nylas passed it on. `detail` is the message without
+    the operation and account it starts with, for views that name both already.
     """
 
     def __init__(
@@ -120,10 +121,14 @@ class NylasError(ReconcilerError):
         error_message: str | None = None,
         provider_error: object = None,
         hint: str = "",
+        detail: str = "",
     ) -> None:
+        detail = detail or message
         if request_id:
             message = f"{message} (request id {request_id})"
+            detail = f"{detail} (request id {request_id})"
         super().__init__(message, hint=hint)
+        self.detail = detail
         self.status = status
         self.request_id = request_id
         self.error_type = error_type

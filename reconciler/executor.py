@@ -219,7 +219,7 @@ class _Run:
         if change.action is Action.DELETE:
             return self._delete(change)
         if change.action is Action.FORGET:
-            message = "forgotten: the grant is kept but no longer managed"
+            message = "the grant is kept but no longer managed"
             return JournalRecord(result=_done(change, message), remove=True)
         if change.action is Action.ADOPT:
             return self._adopt(change, context)
@@ -227,13 +227,13 @@ class _Run:
 
     def _delete(self, change: Change) -> JournalRecord:
         if not change.grant_id:
-            message = "nothing to delete: no grant was recorded; dropped from the inventory"
+            message = "no grant was recorded, so only the inventory entry was dropped"
             return JournalRecord(result=_done(change, message), remove=True)
         existed = self.grants_api.delete_grant(change.grant_id, account=change.account)
         message = (
-            f"grant {change.grant_id} deleted"
+            f"grant {change.grant_id} revoked and dropped from the inventory"
             if existed
-            else (f"grant {change.grant_id} was already gone; dropped from the inventory")
+            else f"grant {change.grant_id} was already gone, so it was dropped from the inventory"
         )
         return JournalRecord(result=_done(change, message), remove=True)
 
@@ -253,7 +253,7 @@ class _Run:
             scopes=account.scopes if account else (),
             updated_at=context.now_iso(),
         )
-        message = f"grant {change.grant_id} adopted into the inventory"
+        message = f"grant {change.grant_id} recorded in the inventory"
         return JournalRecord(result=_done(change, message), entry=entry)
 
     def _placeholder(self, change: Change) -> InventoryEntry:
@@ -326,7 +326,10 @@ def _done(change: Change, message: str) -> ChangeResult:
 
 def _failure_record(change: Change, error: Exception) -> JournalRecord:
     request_id = getattr(error, "request_id", None)
-    if isinstance(error, NylasError | ConnectFailedError):
+    # The result view names the account and the action, so Nylas errors give only their detail.
+    if isinstance(error, NylasError):
+        message = error.detail
+    elif isinstance(error, ConnectFailedError):
         message = error.message
     elif isinstance(error, ReconcilerError):
         message = error.message if not error.hint else f"{error.message}; {error.hint}"

@@ -99,43 +99,41 @@ def _send(
     context: ConnectContext,
     observed: Observation | None,
 ) -> _Sent:
-    sent_at = context.clock()
-    try:
-        return _connect_once(account, settings, context)
-    except NylasOutcomeUnknownError as first:
-        LOGGER.warning(
-            "account %s: connect outcome unknown (%s); listing its grants to decide",
-            account.name,
-            first.message,
-        )
-        settled = _find_sent_grant(change, account, context, observed, sent_at)
-        if settled is not None:
-            return settled
-        LOGGER.warning(
-            "account %s: the connect did not take effect; sending it once more", account.name
-        )
-        return _resend(change, account, settings, context, observed)
+    first = _attempt(change, account, settings, context, observed)
+    if isinstance(first, _Sent):
+        return first
+    LOGGER.warning(
+        "account %s: the connect did not take effect; sending it once more", account.name
+    )
+    second = _attempt(change, account, settings, context, observed)
+    if isinstance(second, _Sent):
+        return second
+    raise ConnectFailedError(
+        f"the outcome was unknown twice, and no grant for {account.email} changed: "
+        f"{second.detail}. Run `grantctl plan` to see the account's state",
+        request_id=second.request_id,
+    ) from second
 
 
-def _resend(
+def _attempt(
     change: Change,
     account: Account,
     settings: Mapping[str, Secret | str | int],
     context: ConnectContext,
     observed: Observation | None,
-) -> _Sent:
+) -> _Sent | NylasOutcomeUnknownError:
+    """Send the connect once; on an unknown outcome, return the grant it changed or the error."""
     sent_at = context.clock()
     try:
         return _connect_once(account, settings, context)
-    except NylasOutcomeUnknownError as second:
+    except NylasOutcomeUnknownError as unknown:
+        LOGGER.warning(
+            "account %s: connect outcome unknown (%s); listing its grants to decide",
+            account.name,
+            unknown.message,
+        )
         settled = _find_sent_grant(change, account, context, observed, sent_at)
-        if settled is not None:
-            return settled
-        raise ConnectFailedError(
-            f"connect outcome unknown twice, and no grant for {account.email} changed: "
-            f"{second.message}. Run `grantctl plan` to see the account's state",
-            request_id=second.request_id,
-        ) from second
+        return unknown if settled is None else settled
 
 
 def _connect_once(
@@ -160,8 +158,8 @@ def _find_sent_grant(
         grants = context.grants_api.find_grants(account.email)
     except NylasError as error:
         raise ConnectFailedError(
-            f"connect outcome unknown, and listing the grants of {account.email} to decide "
-            f"failed: {error.message}. Run `grantctl plan` to see the account's state",
+            f"the outcome was unknown, and listing the grants of {account.email} to decide "
+            f"failed: {error.detail}. Run `grantctl plan` to see the account's state",
             request_id=error.request_id,
         ) from error
     observed_updated_at = observed.grant_updated_at if observed else None
@@ -199,7 +197,7 @@ def _verify(
         account=account.name,
         action=change.action,
         outcome=Outcome.DONE,
-        message=f"{change.action.value} done: grant {grant.id} is valid for {grant.email}",
+        message=f"grant {grant.id} is valid for {grant.email}",
         grant_id=grant.id,
         request_id=sent.request_id,
     )

@@ -113,8 +113,13 @@ class FakeGrants:
                     )
                 identity = self.identities.get(token)
                 if identity is None:
+                    # Worded as the real client words it: the operation, then the detail.
+                    detail = "Authentication failed: invalid_grant"
                     raise NylasInvalidRequestError(
-                        "Authentication failed: invalid_grant", status=400, request_id="req-bad"
+                        f"connect for account {account!r} failed: {detail}",
+                        detail=detail,
+                        status=400,
+                        request_id="req-bad",
                     )
                 grant, created = self._upsert(provider, identity)
                 if _take(self.unknown_after, token):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reconciler.executor import ApplyOptions
 from reconciler.model import Action, Outcome
+from reconciler.render.apply import render_apply_text
 from tests.executor_support import World, account, change
 
 
@@ -207,6 +208,32 @@ def test_delete_forget_and_adopt(tmp_path: Path) -> None:
     assert sorted(entries) == ["found"]
     assert entries["found"].grant_id == adopted.id
     assert entries["found"].vault_version_sent == 7
+
+
+def test_result_lines_name_action_once(tmp_path: Path) -> None:
+    """Each apply result line names its action and outcome once, then only the detail."""
+    world = World(tmp_path)
+    keep, gone, found, bad = account("keep"), account("gone"), account("found"), account("bad")
+    adopted = world.grants.add_grant("microsoft", found.email)
+    for item in (keep, gone):
+        world.mailbox(item)
+    world.secrets.put(bad.secret_path, {"refresh_token": "revoked-token"})
+    world.apply([change(keep), change(gone)], [keep, gone])
+    entries = world.state.read().entries
+    changes = [
+        change(keep, Action.FORGET, version=None, grant_id=entries["keep"].grant_id),
+        change(gone, Action.DELETE, version=None, grant_id=entries["gone"].grant_id),
+        change(found, Action.ADOPT, version=1, grant_id=adopted.id),
+        change(bad),
+    ]
+    result = world.apply(changes, [found, bad])
+    lines = render_apply_text(result).splitlines()[: len(changes)]
+    for item, line in zip(result.results, lines, strict=True):
+        head = f"{item.account}: {item.action.value} {item.outcome.value}: "
+        assert head in line, line
+        detail = line.split(head, 1)[1]
+        assert not detail.startswith((item.action.value, "forgotten", "done", "failed")), line
+        assert f"for account {item.account!r}" not in line, line
 
 
 def test_finish_event_after_state_write(tmp_path: Path) -> None:

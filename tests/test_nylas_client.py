@@ -11,6 +11,7 @@ import pytest
 from reconciler import __version__
 from reconciler.errors import NylasError, NylasOutcomeUnknownError, SecretShapeError
 from reconciler.model import GrantStatus
+from reconciler.nylas.errors import error_from_response
 from reconciler.secrets import Secret
 from tests.test_nylas_fakes import API_KEY, error, grant_json, list_page, make_harness
 
@@ -205,3 +206,15 @@ def test_client_is_context_manager() -> None:
 def test_repr_shows_no_key() -> None:
     harness = make_harness()
     assert API_KEY not in repr(harness.client)
+
+
+def test_error_detail_omits_operation() -> None:
+    """An error's detail is its message without the operation and account it starts with."""
+    response = httpx.Response(
+        400,
+        json={"request_id": "req-1", "error": {"type": "invalid_request_error", "message": "bad"}},
+    )
+    failure = error_from_response(response, "connect", "leyah")
+    assert failure.message.startswith("connect for account 'leyah' failed: ")
+    assert failure.message.endswith(failure.detail)
+    assert failure.detail.endswith("(request id req-1)")

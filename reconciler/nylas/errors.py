@@ -138,7 +138,8 @@ def error_from_response(
     body = read_error_body(response)
     cls, summary, hint = _classify(status, operation, body)
     subject = subject_of(operation, account) + _after(attempts)
-    return _build(cls, body, status, f"{subject} failed: {summary} ({body.describe(status)})", hint)
+    detail = f"{summary} ({body.describe(status)})"
+    return _build(cls, body, status, f"{subject} failed: {detail}", hint, detail=detail)
 
 
 _BY_STATUS: dict[int, tuple[type[NylasError], str, str]] = {
@@ -186,10 +187,11 @@ def rate_limit_error(
 ) -> NylasRateLimitError:
     """Build the error for a 429 that is not retried further; `reason` explains why not."""
     body = read_error_body(response)
-    message = f"{subject_of(operation, account)} failed: {reason} ({body.describe(429)})"
+    detail = f"{reason} ({body.describe(429)})"
+    message = f"{subject_of(operation, account)} failed: {detail}"
     # A provider-side limit carries the provider's own error; Nylas' own limit does not.
     hint = RATE_LIMIT_HINT if body.provider_error is None else PROVIDER_RATE_LIMIT_HINT
-    return _build(NylasRateLimitError, body, 429, message, hint)
+    return _build(NylasRateLimitError, body, 429, message, hint, detail=detail)
 
 
 def outcome_unknown_from_response(
@@ -197,12 +199,15 @@ def outcome_unknown_from_response(
 ) -> NylasOutcomeUnknownError:
     """Build the error for a connect whose response does not show whether it took effect."""
     body = read_error_body(response)
-    message = (
-        f"{subject_of(operation, account)}: the outcome is unknown because {reason} "
-        f"({body.describe(response.status_code)})"
-    )
+    detail = f"the outcome is unknown because {reason} ({body.describe(response.status_code)})"
+    message = f"{subject_of(operation, account)}: {detail}"
     return _build(
-        NylasOutcomeUnknownError, body, response.status_code, message, UNKNOWN_OUTCOME_HINT
+        NylasOutcomeUnknownError,
+        body,
+        response.status_code,
+        message,
+        UNKNOWN_OUTCOME_HINT,
+        detail=detail,
     )
 
 
@@ -218,26 +223,32 @@ def error_from_transport(
     subject = subject_of(operation, account) + _after(attempts)
     cause = REDACTOR.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     if outcome_unknown:
+        detail = f"the request may have reached Nylas but no response arrived ({cause})"
         return NylasOutcomeUnknownError(
-            f"{subject}: the request may have reached Nylas but no response arrived ({cause})",
-            hint=UNKNOWN_OUTCOME_HINT,
+            f"{subject}: {detail}", hint=UNKNOWN_OUTCOME_HINT, detail=detail
         )
     if isinstance(exc, httpx.TimeoutException):
+        detail = f"the request to Nylas timed out ({cause})"
         return NylasTimeoutError(
-            f"{subject} failed: the request to Nylas timed out ({cause})",
+            f"{subject} failed: {detail}",
             hint="check network access to the Nylas API, or raise GRANTCTL_NYLAS_TIMEOUT "
             "(read) or GRANTCTL_NYLAS_CONNECT_TIMEOUT",
+            detail=detail,
         )
     if isinstance(exc, httpx.TransportError):
+        detail = f"could not reach Nylas ({cause})"
         return NylasConnectionError(
-            f"{subject} failed: could not reach Nylas ({cause})",
+            f"{subject} failed: {detail}",
             hint="check network access to the Nylas API URL, proxy settings and "
             "GRANTCTL_NYLAS_API_URI",
+            detail=detail,
         )
     # A body that httpx could not decode (a broken Content-Encoding, for example).
+    detail = f"the response from Nylas could not be read ({cause})"
     return NylasError(
-        f"{subject} failed: the response from Nylas could not be read ({cause})",
+        f"{subject} failed: {detail}",
         hint="check any proxy between grantctl and Nylas; quote the error to Nylas support",
+        detail=detail,
     )
 
 
@@ -245,9 +256,12 @@ def _after(attempts: int) -> str:
     return f" (after {attempts} attempts)" if attempts > 1 else ""
 
 
-def _build(cls: type[ErrorT], body: ErrorBody, status: int, message: str, hint: str) -> ErrorT:
+def _build(
+    cls: type[ErrorT], body: ErrorBody, status: int, message: str, hint: str, *, detail: str
+) -> ErrorT:
     return cls(
         REDACTOR.redact(message),
+        detail=REDACTOR.redact(detail),
         status=status,
         request_id=body.request_id,
         error_type=body.error_type,

@@ -285,9 +285,10 @@ class Sender:
             reason = f"its body is not JSON: {snippet_of(response.text) or '(empty)'}"
             if call.method not in IDEMPOTENT_METHODS:
                 raise self.unknown(call, response, reason) from exc
+            detail = f"Nylas returned {response.status_code} but {reason}"
             raise NylasError(
-                f"{subject_of(call.operation, call.account)} failed: Nylas returned "
-                f"{response.status_code} but {reason}",
+                f"{subject_of(call.operation, call.account)} failed: {detail}",
+                detail=detail,
                 status=response.status_code,
                 request_id=request_id_of(response),
                 hint="check GRANTCTL_NYLAS_API_URI and any proxy between grantctl and Nylas",
@@ -297,8 +298,10 @@ class Sender:
 def data_object(body: Any, call: Call, response: httpx.Response) -> object:
     """Return the `data` member of a single-object envelope."""
     if not isinstance(body, dict) or "data" not in body:
+        detail = "the response has no `data` object"
         raise NylasError(
-            f"{subject_of(call.operation, call.account)} failed: the response has no `data` object",
+            f"{subject_of(call.operation, call.account)} failed: {detail}",
+            detail=detail,
             status=response.status_code,
             request_id=request_id_of(response, body),
             hint="quote the request id to Nylas support",
