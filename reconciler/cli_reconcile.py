@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from reconciler.commands.options import (
     MANIFEST_ARGUMENT,
+    METRICS_INCLUDE_EMAILS_OPTION,
     client_flags,
     client_options,
+    lock_timeout_option,
     vault_flags,
     vault_options,
 )
@@ -30,38 +29,10 @@ from reconciler.metrics import ReconcileCounters, write_metrics_file
 from reconciler.reconcile import LOG as LOOP_LOG
 from reconciler.reconcile import parse_interval, parse_jitter, run_reconcile_loop
 from reconciler.reconcile_round import make_round
+from reconciler.signals import stop_on_signals
 from reconciler.workflow_settings import RunSettings
 
 LOG = logging.getLogger(__name__)
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Turn the first SIGTERM or SIGINT into `stop.set()`; a second one interrupts at once.
-
-    The loop then finishes the round in progress (changes in flight finish, the rest are
-    not attempted) and exits 0. Handlers can be installed only in the main thread, so
-    elsewhere (a test runner's worker thread) the block runs without them.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        LOG.warning(
-            "received %s: finishing the round in progress, then stopping",
-            signal.Signals(signum).name,
-        )
-        stop.set()
-
-    previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _metrics_writer(
@@ -106,20 +77,10 @@ def _show_round_summaries() -> None:
     help="Rewrite this Prometheus text file after every round (node_exporter's textfile "
     "collector reads *.prom files).",
 )
-@click.option(
-    "--metrics-include-emails",
-    is_flag=True,
-    default=False,
-    help="Add an email label to the per-account health metric.",
-)
-@click.option(
-    "--lock-timeout",
-    "lock_timeout_s",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for the state lock held by another run; a round that cannot "
-    "take it is retried with backoff.",
+@METRICS_INCLUDE_EMAILS_OPTION
+@lock_timeout_option(
+    "Seconds to wait for the state lock held by another run; a round that cannot "
+    "take it is retried with backoff."
 )
 @client_options
 @vault_options
@@ -149,7 +110,7 @@ def reconcile_command(
     _show_round_summaries()
 
     stop = threading.Event()
-    with stop_on_signals(stop):
+    with stop_on_signals(stop, logger=LOG, finishing="the round in progress"):
         return run_reconcile_loop(
             make_round(manifest, settings, stop=stop),
             interval_s=interval_s,

@@ -10,12 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 from reconciler.errors import ConfigError, InterruptedRunError, ReconcilerError
@@ -23,6 +19,7 @@ from reconciler.executor import ApplyOptions, apply_plan
 from reconciler.model import ApplyResult, ChangeResult, Inventory, Manifest, Plan
 from reconciler.planfile import document_to_plan, read_plan_file
 from reconciler.planfile_check import check_plan_is_current
+from reconciler.signals import stop_on_signals
 from reconciler.workflow import gather_inputs, plan_from_inputs
 from reconciler.workflow_clients import Clients, load_checked_manifest, open_clients
 from reconciler.workflow_settings import PlanFlags, RunSettings
@@ -146,7 +143,7 @@ def _execute(
         parallelism=clients.parallelism, stop=stop, on_result=ui.finished, on_event=ui.record
     )
     ui.start(sum(1 for change in plan.changes if change.will_change))
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop, logger=logger, finishing="the changes in flight"):
         result = apply_plan(
             plan,
             manifest,
@@ -164,31 +161,3 @@ def _execute(
             hint="run `grantctl plan` to see what remains, then apply again",
         )
     return result
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Turn the first SIGINT or SIGTERM into `stop.set()`; a second one interrupts at once.
-
-    Signal handlers can be installed only in the main thread; elsewhere (a test runner's
-    worker thread) the block runs without them.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        logger.warning(
-            "received %s: finishing the changes in flight, then stopping",
-            signal.Signals(signum).name,
-        )
-        stop.set()
-
-    previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
