@@ -12,6 +12,7 @@ from reconciler.audit import DRIFT_STATUSES, AuditReport, parse_fail_on
 from reconciler.commands.options import (
     LOG_LEVEL_OPTION,
     MANIFEST_ARGUMENT,
+    METRICS_INCLUDE_EMAILS_OPTION,
     client_flags,
     client_options,
     emit,
@@ -62,12 +63,7 @@ from reconciler.workflow_settings import RunSettings
     help="Also write the audit as a Prometheus text file (node_exporter's textfile "
     "collector reads *.prom files).",
 )
-@click.option(
-    "--metrics-include-emails",
-    is_flag=True,
-    default=False,
-    help="Add an email label to the per-account health metric.",
-)
+@METRICS_INCLUDE_EMAILS_OPTION
 @client_options
 @vault_options
 def audit_command(

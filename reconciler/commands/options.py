@@ -38,6 +38,26 @@ MANIFEST_ARGUMENT = click.argument(
 )
 
 
+METRICS_INCLUDE_EMAILS_OPTION = click.option(
+    "--metrics-include-emails",
+    is_flag=True,
+    default=False,
+    help="Add an email label to the per-account health metric.",
+)
+
+
+def lock_timeout_option(help_text: str) -> Callable[[F], F]:
+    """Return the --lock-timeout option: seconds to wait for a held state lock, default 0."""
+    return click.option(
+        "--lock-timeout",
+        "lock_timeout_s",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def _apply_all(function: F, decorators: list[Callable[[F], F]]) -> F:
     for decorator in reversed(decorators):
         function = decorator(function)

@@ -15,6 +15,7 @@ from reconciler.commands.options import (
     client_flags,
     client_options,
     emit,
+    lock_timeout_option,
     plan_flags,
     plan_options,
     use_color,
@@ -112,14 +113,7 @@ def plan_command(
     default=None,
     help="Write one JSON line per finished change to this file.",
 )
-@click.option(
-    "--lock-timeout",
-    "lock_timeout_s",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for the state lock held by another run.",
-)
+@lock_timeout_option("Seconds to wait for the state lock held by another run.")
 @click.option(
     "--manifest",
     "manifest_override",
