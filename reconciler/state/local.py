@@ -16,13 +16,12 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import filelock
 
-from reconciler.errors import LockError, StateConflictError, StateError
+from reconciler.errors import LockError, StateError
 from reconciler.model import Inventory
 from reconciler.protocols import LockInfo
 from reconciler.state.atomic import write_atomic
@@ -32,14 +31,13 @@ from reconciler.state.document import (
     dump_document,
     inventory_to_document,
 )
+from reconciler.state.holding import LockHoldingBackend, check_write_base
 from reconciler.state.lockrecord import (
     DEFAULT_LOCK_TTL_S,
     default_who,
     describe_holder,
-    held_lock,
     is_stale,
     lock_info,
-    new_lock_record,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -49,7 +47,7 @@ LOGGER = logging.getLogger(__name__)
 GUARD_TIMEOUT_S = 30.0
 
 
-class LocalStateBackend:
+class LocalStateBackend(LockHoldingBackend):
     """A `StateBackend` keeping the inventory in a local JSON file.
 
     For laptops, demos and tests: the lock protects processes on one machine (or on a
@@ -64,9 +62,9 @@ class LocalStateBackend:
         self.backup_path = self.path.with_name(self.path.name + ".backup")
         self.who = who or default_who()
         self.lock_ttl_s = lock_ttl_s
+        self.lock_location = f"file {self.path}"
         self._guard = filelock.FileLock(str(self.path) + ".lock", timeout=GUARD_TIMEOUT_S)
         self._guard_mutex = threading.Lock()
-        self._held_lock_id: str | None = None
         self._backed_up = False
 
     # Inventory
@@ -89,7 +87,7 @@ class LocalStateBackend:
         with self._guarded():
             self._check_lock_still_held()
             stored = self._read_stored()
-            self._check_and_set(stored, inventory)
+            check_write_base(stored, inventory, where=f"state file {self.path}")
             written = Inventory(inventory.lineage, inventory.serial + 1, inventory.entries)
             data = dump_document(inventory_to_document(written), pretty=True)
             self._ensure_directory()
@@ -98,21 +96,6 @@ class LocalStateBackend:
                 self._backed_up = True
             self._write_file(self.path, data)
         return written
-
-    def _check_and_set(self, stored: Inventory | None, inventory: Inventory) -> None:
-        stored_serial = 0 if stored is None else stored.serial
-        if stored is not None and stored.lineage != inventory.lineage:
-            raise StateConflictError(
-                f"state file {self.path} has lineage {stored.lineage}, but the inventory being "
-                f"written has lineage {inventory.lineage}: it was replaced by another state",
-                hint="run `grantctl plan` again against the current state file",
-            )
-        if stored_serial != inventory.serial:
-            raise StateConflictError(
-                f"state file {self.path} is at serial {stored_serial}, but this run read serial "
-                f"{inventory.serial}: another run wrote the state meanwhile",
-                hint="run `grantctl plan` again to see the current state",
-            )
 
     def _read_stored(self) -> Inventory | None:
         try:
@@ -179,33 +162,16 @@ class LocalStateBackend:
 
     # Lock
 
-    def lock(self, operation: str, *, timeout_s: float = 0.0) -> AbstractContextManager[LockInfo]:
-        """Hold the state lock for a `with` block, waiting up to `timeout_s` for a busy one."""
-        record = new_lock_record(operation, who=self.who, ttl_s=self.lock_ttl_s)
-        return self._holding(record, timeout_s)
-
-    @contextlib.contextmanager
-    def _holding(self, record: dict[str, Any], timeout_s: float) -> Iterator[LockInfo]:
-        where = f"file {self.path}"
-        with held_lock(
-            self, record, timeout_s=timeout_s, ttl_s=self.lock_ttl_s, where=where
-        ) as info:
-            self._held_lock_id = info.id
-            try:
-                yield info
-            finally:
-                self._held_lock_id = None
-
     def current_lock(self) -> LockInfo | None:
         """Return the lock as recorded (possibly stale), or None when unlocked."""
         with self._guarded():
-            record = self._read_record()
+            record = self._read_lock_record()
         return None if record is None else lock_info(record)
 
     def force_unlock(self, lock_id: str) -> None:
         """Remove the lock if its id is `lock_id`; raise `LockError` otherwise."""
         with self._guarded():
-            record = self._read_record()
+            record = self._read_lock_record()
             if record is None:
                 raise LockError(f"state file {self.path} is not locked", hint="nothing to unlock")
             if record.get("id") != lock_id:
@@ -219,7 +185,7 @@ class LocalStateBackend:
     def try_acquire(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """Store `record` as the lock unless a live one exists; return the live one, else None."""
         with self._guarded():
-            existing = self._read_record()
+            existing = self._read_lock_record()
             if existing is not None and not is_stale(existing):
                 return existing
             self._write_file(self.lock_record_path, dump_document(record, pretty=True))
@@ -230,7 +196,7 @@ class LocalStateBackend:
     def renew(self, record: dict[str, Any]) -> bool:
         """Store `record` with its new expiry if the lock is still ours; return whether."""
         with self._guarded():
-            existing = self._read_record()
+            existing = self._read_lock_record()
             if existing is None or existing.get("id") != record["id"]:
                 return False
             self._write_file(self.lock_record_path, dump_document(record, pretty=True))
@@ -239,13 +205,13 @@ class LocalStateBackend:
     def release(self, lock_id: str) -> None:
         """Remove the lock record if it is still `lock_id`'s."""
         with self._guarded():
-            existing = self._read_record()
+            existing = self._read_lock_record()
             if existing is not None and existing.get("id") == lock_id:
                 self.lock_record_path.unlink()
                 return
         LOGGER.warning("state lock %s was no longer held at release", lock_id)
 
-    def _read_record(self) -> dict[str, Any] | None:
+    def _read_lock_record(self) -> dict[str, Any] | None:
         try:
             record = json.loads(self.lock_record_path.read_bytes())
         except FileNotFoundError:
@@ -258,15 +224,3 @@ class LocalStateBackend:
             )
             return {"id": "unreadable", "expires": ""}
         return record if isinstance(record, dict) else {"id": "unreadable", "expires": ""}
-
-    def _check_lock_still_held(self) -> None:
-        if self._held_lock_id is None:
-            return
-        record = self._read_record()
-        if record is None or record.get("id") != self._held_lock_id:
-            holder = describe_holder(record) if record else "nobody holds it now"
-            raise LockError(
-                f"state lock {self._held_lock_id} on {self.path} was taken over or "
-                f"force-unlocked ({holder}); this run stopped writing the state",
-                hint="run `grantctl plan` again once the other run has finished",
-            )

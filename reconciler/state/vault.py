@@ -13,12 +13,9 @@ token needs only create, read and update on the two paths.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +33,13 @@ from reconciler.state.document import (
     inventory_to_document,
     utc_now_iso,
 )
+from reconciler.state.holding import LockHoldingBackend, check_write_base
 from reconciler.state.lockrecord import (
     DEFAULT_LOCK_TTL_S,
     default_who,
     describe_holder,
-    held_lock,
     is_stale,
     lock_info,
-    new_lock_record,
 )
 from reconciler.vault.session import VaultSession
 
@@ -69,7 +65,7 @@ class _Read:
     deleted: bool = False
 
 
-class VaultStateBackend:
+class VaultStateBackend(LockHoldingBackend):
     """A `StateBackend` keeping the inventory and lock in a KV v2 mount.
 
     `session` is an authenticated `VaultSession`, whose retries, token renewal and error
@@ -92,9 +88,9 @@ class VaultStateBackend:
         self.lock_path = self.path + ".lock"
         self.who = who or default_who()
         self.lock_ttl_s = lock_ttl_s
+        self.lock_location = f"Vault {self.mount}/{self.path}"
         self._known: tuple[str, int, int] | None = None  # lineage, serial, KV version
         self._mutex = threading.Lock()
-        self._held_lock_id: str | None = None
 
     def __repr__(self) -> str:
         return f"VaultStateBackend({self.mount}/{self.path})"
@@ -202,19 +198,7 @@ class VaultStateBackend:
         if self._known is not None and self._known[:2] == (inventory.lineage, inventory.serial):
             return self._known[2]
         stored, version = self._read_stored()
-        serial = 0 if stored is None else stored.serial
-        if stored is not None and stored.lineage != inventory.lineage:
-            raise StateConflictError(
-                f"Vault state {self.mount}/{self.path} has lineage {stored.lineage}, not "
-                f"{inventory.lineage}: it was replaced by another state",
-                hint="run `grantctl plan` again against the current state",
-            )
-        if serial != inventory.serial:
-            raise StateConflictError(
-                f"Vault state {self.mount}/{self.path} is at serial {serial}, but this run read "
-                f"serial {inventory.serial}: another run wrote the state meanwhile",
-                hint="run `grantctl plan` again to see the current state",
-            )
+        check_write_base(stored, inventory, where=f"Vault state {self.mount}/{self.path}")
         return version
 
     def _encode(self, inventory: Inventory) -> dict[str, Any]:
@@ -240,27 +224,14 @@ class VaultStateBackend:
 
     # Lock
 
-    def lock(self, operation: str, *, timeout_s: float = 0.0) -> AbstractContextManager[LockInfo]:
-        """Hold the state lock for a `with` block, waiting up to `timeout_s` for a busy one."""
-        record = new_lock_record(operation, who=self.who, ttl_s=self.lock_ttl_s)
-        return self._holding(record, timeout_s)
-
-    @contextlib.contextmanager
-    def _holding(self, record: dict[str, Any], timeout_s: float) -> Iterator[LockInfo]:
-        where = f"Vault {self.mount}/{self.path}"
-        ttl_s = self.lock_ttl_s
-        with held_lock(self, record, timeout_s=timeout_s, ttl_s=ttl_s, where=where) as info:
-            self._held_lock_id = info.id
-            try:
-                yield info
-            finally:
-                self._held_lock_id = None
-
     def _read_lock(self) -> tuple[dict[str, Any] | None, int]:
         read = self._kv_read(self.lock_path)
         if read.data is None or read.data.get("released"):
             return None, read.version
         return read.data, read.version
+
+    def _read_lock_record(self) -> dict[str, Any] | None:
+        return self._read_lock()[0]
 
     def current_lock(self) -> LockInfo | None:
         """Return the lock as recorded (possibly stale), or None when unlocked."""
@@ -318,15 +289,3 @@ class VaultStateBackend:
                 hint="run `grantctl force-unlock` again with the id now shown",
             )
         LOGGER.warning("force-unlocked %s: removed %s", where, describe_holder(existing))
-
-    def _check_lock_still_held(self) -> None:
-        if self._held_lock_id is None:
-            return
-        record, _ = self._read_lock()
-        if record is None or record.get("id") != self._held_lock_id:
-            holder = describe_holder(record) if record else "nobody holds it now"
-            raise LockError(
-                f"state lock {self._held_lock_id} on {self.mount}/{self.path} was taken over "
-                f"or force-unlocked ({holder}); this run stopped writing the state",
-                hint="run `grantctl plan` again once the other run has finished",
-            )
