@@ -143,7 +143,7 @@ def parse_fail_on(values: Iterable[str]) -> frozenset[str]:
         raise ConfigError(
             f"invalid --fail-on status {', '.join(map(repr, unknown))}; "
             f"valid: {', '.join(DRIFT_STATUSES)}",
-            hint="errors always exit 1, so `error` is not a --fail-on status",
+            hint="name statuses from the valid list; errors always exit 1 without --fail-on",
         )
     if not names:
         raise ConfigError(
