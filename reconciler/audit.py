@@ -143,7 +143,7 @@ def parse_fail_on(values: Iterable[str]) -> frozenset[str]:
         raise ConfigError(
             f"invalid --fail-on status {', '.join(map(repr, unknown))}; "
             f"valid: {', '.join(DRIFT_STATUSES)}",
-            hint="name statuses from the valid list; errors always exit 1 without --fail-on",
+            hint="name statuses from the valid list; errors exit 1 whatever --fail-on selects",
         )
     if not names:
         raise ConfigError(
