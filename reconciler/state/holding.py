@@ -1,4 +1,4 @@
-"""What both state backends share: holding the lock, and the check before each write.
+"""Lock holding and the write-base check that both state backends share.
 
 A backend provides the lock primitives of `reconciler.state.lockrecord.LockPrimitives` and a
 way to read the stored lock record. `LockHoldingBackend` builds `lock()` on them, and fences

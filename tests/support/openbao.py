@@ -11,124 +11,45 @@ absent, the tests that need it are skipped and the skip reason names the command
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hvac
 import pytest
 import requests
 
+from reconciler.devserver import (
+    OpenBaoDevServer,
+    find_bao,
+    free_loopback_port,
+    without_vault_variables,
+)
 from reconciler.secrets import Secret
 from reconciler.vault import AuthConfig, VaultSession, connect_vault
 
-STARTUP_TIMEOUT_S = 30.0
+# Re-exported: the tests import them from here.
+__all__ = ["OpenBaoServer", "find_bao", "free_port", "openbao", "openbao_factory"]
+free_port = free_loopback_port
 
 
-def find_bao() -> str | None:
-    """Return the path of the `bao` binary next to this interpreter, else on PATH."""
-    beside = Path(sys.executable).parent / "bao"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("bao")
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free at the time of the call."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class OpenBaoServer:
+class OpenBaoServer(OpenBaoDevServer):
     """A running `bao server -dev` process and helpers to configure it.
 
     The dev server keeps everything in memory, is unsealed, and mounts KV v2 at `secret/`.
     """
 
     def __init__(self, bao: str, workdir: Path, *, tls: bool = False) -> None:
-        self.bao_path = bao
-        self.workdir = workdir
-        self.tls = tls
-        self.port = free_port()
-        scheme = "https" if tls else "http"
-        self.addr = f"{scheme}://127.0.0.1:{self.port}"
-        self.root_token = "root-" + secrets.token_hex(12)
-        self.log_path = workdir / "server.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__(workdir, bao=bao, tls=tls)
         self._http = requests.Session()
         self._kv_versions: dict[str, int] = {"secret": 2}  # the dev server's own mount
-
-    def start(self) -> None:
-        """Start the server and wait until `sys/health` reports it active."""
-        command = [
-            self.bao_path,
-            "server",
-            "-dev",
-            f"-dev-root-token-id={self.root_token}",
-            f"-dev-listen-address=127.0.0.1:{self.port}",
-        ]
-        if self.tls:
-            # -dev-tls writes a fresh CA and a certificate for 127.0.0.1 into the directory.
-            command += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir}"]
-        # HOME points at the work directory so the dev server's token helper file does not
-        # overwrite the developer's own ~/.vault-token.
-        env = {key: value for key, value in os.environ.items() if not _is_vault_variable(key)}
-        env["HOME"] = str(self.workdir)
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
-            )
-        self._wait_until_healthy()
-
-    def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(f"bao server exited early:\n{self.log_text()}")
-            try:
-                verify: bool | str = str(self.ca_path) if self.tls else True
-                response = requests.get(f"{self.addr}/v1/sys/health", timeout=1, verify=verify)
-                if response.status_code == 200:
-                    return
-            except OSError:
-                pass  # not listening yet, or -dev-tls has not written the CA file yet
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"bao server not healthy after {STARTUP_TIMEOUT_S}s:\n{self.log_text()}")
-
-    @property
-    def ca_path(self) -> Path:
-        """The CA certificate of a TLS server (written by `bao server -dev-tls`)."""
-        return self.workdir / "vault-ca.pem"
 
     def stop(self) -> None:
         """Terminate the server process and wait for it to exit."""
         self._http.close()
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
-
-    def log_text(self) -> str:
-        """Return the server's output so far, for failure messages."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        super().stop()
 
     @staticmethod
     def unique(prefix: str) -> str:
@@ -148,12 +69,6 @@ class OpenBaoServer:
             env["VAULT_CACERT"] = env["BAO_CACERT"] = str(self.ca_path)
         return env
 
-    def client(self, token: str | None = None, namespace: str | None = None) -> hvac.Client:
-        """Return an hvac client for this server, authenticated with `token` (root by default)."""
-        chosen = token if token is not None else self.root_token
-        verify: bool | str = str(self.ca_path) if self.tls else True
-        return hvac.Client(url=self.addr, token=chosen, namespace=namespace, verify=verify)
-
     def session(self, token: str | None = None) -> VaultSession:
         """Return a `VaultSession` for this server with `token` (root by default)."""
         chosen = token if token is not None else self.root_token
@@ -164,7 +79,7 @@ class OpenBaoServer:
         self, *args: str, token: str | None = None, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run the `bao` CLI against this server and return the completed process."""
-        env = {key: value for key, value in os.environ.items() if not _is_vault_variable(key)}
+        env = without_vault_variables(dict(os.environ))
         env.update(self.env(token))
         env["HOME"] = str(self.workdir)
         result = subprocess.run(
@@ -188,14 +103,13 @@ class OpenBaoServer:
         Setup goes through the HTTP API, not the CLI, because a `bao` process per call made
         the suite several times slower.
         """
-        verify: bool | str = str(self.ca_path) if self.tls else True
         response = self._http.request(
             method,
             f"{self.addr}/v1/{path}",
             json=body,
             headers={"X-Vault-Token": self.root_token},
             timeout=30,
-            verify=verify,
+            verify=self.verify,
         )
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path} failed ({response.status_code}): {response.text}")
@@ -259,11 +173,6 @@ class OpenBaoServer:
     def seal(self) -> None:
         """Seal the server (only use on a private server from `openbao_factory`)."""
         self.bao("operator", "seal")
-
-
-def _is_vault_variable(name: str) -> bool:
-    # A developer's own VAULT_*/BAO_* settings must not leak into the test server or CLI.
-    return name.startswith(("VAULT_", "BAO_"))
 
 
 def _start_server(*, tls: bool = False) -> Generator[OpenBaoServer, None, None]:
