@@ -7,10 +7,14 @@ real login needs a Kubernetes API server to review the service account token.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
 
+from reconciler.cli_reconcile import reconcile_command
+from reconciler.commands.audit import audit_command
+from reconciler.commands.plan import apply_command, plan_command
 from reconciler.errors import ConfigError
 from reconciler.secrets import Secret
 from reconciler.vault import AuthConfig, AuthMethod
@@ -107,6 +111,18 @@ def test_skip_verify_env_ignored(caplog: pytest.LogCaptureFixture) -> None:
 
     assert config.tls_skip_verify is False
     assert "--tls-skip-verify" in caplog.text
+
+
+def test_skip_verify_warning_names_real_flag(caplog: pytest.LogCaptureFixture) -> None:
+    """The flag the VAULT_SKIP_VERIFY warning names is an option of every Vault command."""
+    environ = {"VAULT_ADDR": ADDR, "VAULT_TOKEN": "t", "VAULT_SKIP_VERIFY": "1"}
+    with caplog.at_level(logging.WARNING):
+        AuthConfig.from_environment(environ)
+    named = set(re.findall(r"--[a-z-]+", caplog.text))
+    assert named == {"--tls-skip-verify"}
+    for command in (plan_command, apply_command, audit_command, reconcile_command):
+        options = {option for parameter in command.params for option in parameter.opts}
+        assert named <= options, command.name
 
 
 def test_skip_verify_by_flag() -> None:
