@@ -1,0 +1,159 @@
+"""Run the benchmarks: `python -m benchmarks [--smoke] [--sizes 1000,10000] ...`.
+
+Writes every figure to OUT/results.json and the human page to RESULTS.md (by default
+`benchmarks/RESULTS.md`, or OUT/RESULTS.md with --smoke so a smoke run never replaces the
+recorded page). Every server the run needs is started here, on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks import e2e, machine, markdown, report
+from benchmarks.measure import run_child
+from reconciler.nylas.settings import ClientSettings
+
+HERE = Path(__file__).resolve().parent
+BUSY_LOAD_PER_CORE = 0.5
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the command line; --smoke replaces the sizes with small ones."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--sizes", type=_sizes, default=[1000, 10000], help="end-to-end sizes")
+    parser.add_argument("--planner-sizes", type=_sizes, default=[10000, 100000])
+    parser.add_argument("--apply-size", type=int, default=1000, help="size of the apply target")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="emulator latency")
+    parser.add_argument("--rate-limit", type=int, default=50, help="emulator requests/s")
+    parser.add_argument("--apply-rate", type=float, default=45.0, help="apply --rate-limit")
+    parser.add_argument("--parallelism", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=HERE / "out", help="results directory")
+    parser.add_argument("--results-md", type=Path, default=None, help="where RESULTS.md goes")
+    parser.add_argument("--smoke", action="store_true", help="200 accounts, 2 ms latency")
+    arguments = parser.parse_args(argv)
+    if arguments.smoke:
+        arguments.sizes, arguments.planner_sizes, arguments.apply_size = [200], [2000], 200
+        arguments.latency_ms = 2.0
+    if arguments.results_md is None:
+        directory = arguments.out if arguments.smoke else HERE
+        arguments.results_md = directory / "RESULTS.md"
+    return arguments
+
+
+class LoadSampler:
+    """Sample the 1-minute load average every few seconds in a background thread."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            self.samples.append(machine.load_average()[0])
+            self._stop.wait(interval_s)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _scenario(arguments: argparse.Namespace) -> e2e.Scenario:
+    defaults = ClientSettings()
+    return e2e.Scenario(
+        latency_ms=arguments.latency_ms,
+        emulator_rate_limit=arguments.rate_limit,
+        client_rate_limit=defaults.rate_limit_per_s,
+        client_burst=defaults.rate_burst,
+        apply_rate=arguments.apply_rate,
+        parallelism=arguments.parallelism,
+        apply_size=arguments.apply_size,
+    )
+
+
+def _run_planner(sizes: Sequence[int]) -> dict[str, object]:
+    results: dict[str, object] = {}
+    for count in sizes:
+        print(f"planner: {count} accounts", file=sys.stderr)
+        results[str(count)] = run_child("planner", {"accounts": count}, {}).as_dict()
+    return results
+
+
+def _run_sizes(arguments: argparse.Namespace, scenario: e2e.Scenario) -> dict[str, object]:
+    results: dict[str, object] = {}
+    for count in arguments.sizes:
+        print(f"end to end: {count} accounts", file=sys.stderr)
+        results[str(count)] = e2e.run_size(count, scenario, arguments.out / f"size-{count}")
+    return results
+
+
+def _busy_note(load: dict[str, object], cores: int) -> str:
+    highest = float(load["max_1min"])  # type: ignore[arg-type]  # set just before
+    if highest > BUSY_LOAD_PER_CORE * cores:
+        return (
+            "The machine was busy with other work during the run (other test suites shared "
+            "the cores), so wall times are pessimistic."
+        )
+    return "The machine was otherwise quiet during the run."
+
+
+def run(arguments: argparse.Namespace, command: str) -> dict[str, object]:
+    """Run every measurement and return the results document."""
+    scenario = _scenario(arguments)
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    before = machine.load_average()
+    with LoadSampler() as sampler:
+        planner = _run_planner(arguments.planner_sizes)
+        sizes = _run_sizes(arguments, scenario)
+    load: dict[str, object] = {
+        "before": before,
+        "after": machine.load_average(),
+        "max_1min": max([*sampler.samples, before[0]]),
+    }
+    description = machine.describe_machine()
+    return {
+        "command": command,
+        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": description,
+        "load": load,
+        "busy_note": _busy_note(load, int(description["cores"] or 1)),  # type: ignore[call-overload]  # cpu_count is int | None
+        "scenario": asdict(scenario),
+        "planner": planner,
+        "sizes": sizes,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks and write results.json and RESULTS.md; return 0."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    arguments = parse_arguments(argv)
+    command = shlex.join(["python", "-m", "benchmarks", *argv])
+    results = run(arguments, command)
+    targets = report.evaluate(results)
+    results["targets"] = [target.as_dict() for target in targets]
+    (arguments.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    arguments.results_md.write_text(markdown.render(results, targets))
+    for target in targets:
+        verdict = "pass" if target.passed else "FAIL"
+        print(f"{verdict}  {target.name}: {target.figure}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

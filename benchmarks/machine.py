@@ -1,0 +1,62 @@
+"""Facts about the machine and software a run used, recorded next to its figures."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from reconciler.demo_fixture import find_bao
+
+LIBRARIES = ("httpx", "hvac", "requests", "PyYAML", "jsonschema", "click", "nylas-grant-reconciler")
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _bao_version() -> str:
+    completed = subprocess.run(
+        [find_bao(), "version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return completed.stdout.strip() or completed.stderr.strip()
+
+
+def _versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def load_average() -> tuple[float, float, float]:
+    """Return the 1, 5 and 15 minute load averages."""
+    return os.getloadavg()
+
+
+def describe_machine() -> dict[str, object]:
+    """Return the CPU, core count, memory and software versions of this machine."""
+    return {
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(_memory_gib(), 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "openbao": _bao_version(),
+        "libraries": _versions(),
+    }
