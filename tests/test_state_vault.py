@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ from reconciler.secrets import Secret
 from reconciler.state import VaultStateBackend
 from reconciler.state.lockrecord import new_lock_record
 from reconciler.vault import AuthConfig, AuthMethod, connect_vault
+from tests.support.jsonserver import JSONHandler, serving
 
 
 def backend_pair(openbao: Any) -> tuple[VaultStateBackend, VaultStateBackend]:
@@ -168,52 +166,36 @@ def test_repeated_write_counts_as_done(openbao: Any) -> None:
     assert first._kv_write(first.lock_path, {**record, "id": "other"}, 0) is None
 
 
-class FlakyKV(BaseHTTPRequestHandler):
+class FlakyKV(JSONHandler):
     """A KV v2 mount that returns 502 to the first `failures` GETs and POSTs each."""
 
     failures = 0
     gets = 0
     posts = 0
 
-    def do_GET(self) -> None:
-        if self.path.startswith("/v1/auth/token/lookup-self"):
-            self._reply(200, {"data": {"ttl": 0, "renewable": False}})
+    def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
+        if self.reply_token_lookup():
             return
         type(self).gets += 1
         if type(self).gets <= type(self).failures:
-            self._reply(502, {"errors": ["upstream connect error"]})
+            self.reply(502, {"errors": ["upstream connect error"]})
             return
-        self._reply(404, {"errors": []})
+        self.reply(404, {"errors": []})
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802  # the name http.server dispatches to
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).posts += 1
         if type(self).posts <= type(self).failures:
-            self._reply(502, {"errors": ["upstream connect error"]})
+            self.reply(502, {"errors": ["upstream connect error"]})
             return
-        self._reply(200, {"data": {"version": 1}})
-
-    def _reply(self, status: int, body: object) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # base signature
-        pass
+        self.reply(200, {"data": {"version": 1}})
 
 
 @pytest.fixture
 def flaky_kv() -> Iterator[tuple[str, type[FlakyKV]]]:
     handler = type("Handler", (FlakyKV,), {"failures": 2, "gets": 0, "posts": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as addr:
+        yield addr, handler
 
 
 def test_5xx_retried_on_read_and_write(flaky_kv: tuple[str, type[FlakyKV]]) -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -24,6 +21,7 @@ from reconciler.vault import (
     connect_vault,
     read_api_key_from_vault,
 )
+from tests.support.jsonserver import JSONHandler, serving
 from tests.support.openbao import OpenBaoServer, free_port
 
 
@@ -58,44 +56,28 @@ def test_unreachable_address() -> None:
     assert "VAULT_ADDR" in caught.value.hint
 
 
-class FlakyVault(BaseHTTPRequestHandler):
+class FlakyVault(JSONHandler):
     """Return 502 for the first `failures` metadata requests, then a KV v2 metadata document."""
 
     failures = 0
     seen = 0
 
-    def do_GET(self) -> None:
-        if self.path.startswith("/v1/auth/token/lookup-self"):
-            self._reply(200, {"data": {"ttl": 0, "renewable": False}})
+    def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
+        if self.reply_token_lookup():
             return
         type(self).seen += 1
         if type(self).seen <= type(self).failures:
-            self._reply(502, {"errors": ["upstream connect error"]})
+            self.reply(502, {"errors": ["upstream connect error"]})
             return
         versions = {"4": {"deletion_time": "", "destroyed": False}}
-        self._reply(200, {"data": {"current_version": 4, "versions": versions}})
-
-    def _reply(self, status: int, body: object) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # base signature
-        pass
+        self.reply(200, {"data": {"current_version": 4, "versions": versions}})
 
 
 @pytest.fixture
 def flaky_vault() -> Iterator[tuple[str, type[FlakyVault]]]:
     handler = type("Handler", (FlakyVault,), {"failures": 0, "seen": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as addr:
+        yield addr, handler
 
 
 def test_retries_5xx_then_succeeds(flaky_vault: tuple[str, type[FlakyVault]]) -> None:
