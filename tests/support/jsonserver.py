@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class JSONHandler(BaseHTTPRequestHandler):
-    """A request handler that answers with JSON bodies and logs nothing."""
+    """A request handler that replies with JSON bodies and logs nothing."""
 
     def reply(self, status: int, body: object) -> None:
         """Send `status` with `body` encoded as JSON."""
