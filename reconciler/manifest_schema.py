@@ -97,6 +97,43 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(manifest_schema())
 
 
+@functools.lru_cache(maxsize=1)
+def _inlined_validator() -> jsonschema.Draft202012Validator:
+    """Return a validator of the same schema with every `#/$defs/...` reference inlined.
+
+    It accepts exactly what `_validator` accepts, about twice as fast, because jsonschema
+    resolves each `$ref` again for every account. Only `_validator` reports errors, so
+    messages keep their schema paths.
+    """
+    schema = manifest_schema()
+    inlined = _inline_references(schema, schema.get("$defs", {}), ())
+    return jsonschema.Draft202012Validator(inlined)
+
+
+def _inline_references(node: Any, definitions: Mapping[str, Any], seen: tuple[str, ...]) -> Any:
+    """Return `node` with local `$ref`s replaced by the definitions they name."""
+    if isinstance(node, list):
+        return [_inline_references(item, definitions, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    inlined = {
+        key: _inline_references(value, definitions, seen)
+        for key, value in node.items()
+        if key not in ("$ref", "$defs")
+    }
+    reference = node.get("$ref")
+    if not isinstance(reference, str):
+        return inlined
+    name = reference.removeprefix("#/$defs/")
+    if name == reference or name not in definitions or name in seen:
+        raise ValueError(f"the manifest schema has a reference that cannot be inlined: {reference}")
+    target = _inline_references(definitions[name], definitions, (*seen, name))
+    if not inlined:
+        return target
+    # A `$ref` next to other keywords applies both, which `allOf` expresses.
+    return {**inlined, "allOf": [*inlined.get("allOf", []), target]}
+
+
 def describe_path(path: YamlPath) -> str:
     """Return `path` as it reads in messages, e.g. `accounts[2].provider`."""
     text = ""
@@ -162,6 +199,8 @@ class Reporter:
 
 def check_schema(data: Any, reporter: Reporter) -> None:
     """Report every schema error of `data`, skipping values the YAML loader already flagged."""
+    if _inlined_validator().is_valid(data):
+        return
     for error in _validator().iter_errors(data):
         path: YamlPath = tuple(error.absolute_path)
         if path in reporter.loaded.flagged:
