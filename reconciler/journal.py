@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -22,6 +23,14 @@ from reconciler.protocols import StateBackend
 from reconciler.secrets import REDACTOR
 
 LOGGER = logging.getLogger(__name__)
+
+# After each inventory write the writer pauses this many times the write's duration, capped
+# at MAX_WRITE_PAUSE_S, so writes take at most a quarter of its time. Every write stores the
+# whole inventory: without the pause, a first apply of 1,000 accounts made about 1,000 writes
+# of up to 1,000 entries. A kill during a pause loses only unreported changes, whose grants
+# the next plan adopts.
+WRITE_PAUSE_FACTOR = 3.0
+MAX_WRITE_PAUSE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -84,14 +93,23 @@ class Journal:
         self._thread.join()
 
     def _run(self) -> None:
+        pause_s, last_write_end = 0.0, 0.0
         while True:
             with self._condition:
                 while not self._pending and not self._closing:
                     self._condition.wait()
+                # Let records gather between writes, so writing the whole inventory takes at
+                # most a fixed share of the apply's time instead of one write per change.
+                resume_at = last_write_end + pause_s
+                while not self._closing and (remaining := resume_at - time.monotonic()) > 0:
+                    self._condition.wait(remaining)
                 batch, self._pending = self._pending, []
                 if not batch and self._closing:
                     return
+            started = time.monotonic()
             self._store_and_report(batch)
+            last_write_end = time.monotonic()
+            pause_s = min(MAX_WRITE_PAUSE_S, WRITE_PAUSE_FACTOR * (last_write_end - started))
 
     def _store_and_report(self, batch: list[JournalRecord]) -> None:
         if self.error:
