@@ -4,12 +4,14 @@ A connect reads the secret at the version the plan pinned, sends it once, and dr
 grant that comes back must be the manifest's mailbox and carry the required scopes. When the
 outcome is unknown (the request went out but no answer came back), the account's grants are
 listed to see whether the connect took effect; only when it clearly did not is the request
-sent once more.
+sent again, up to `MAX_CONNECT_ATTEMPTS` attempts in all.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
@@ -29,6 +31,12 @@ from reconciler.protocols import GrantsAPI, SecretStore
 from reconciler.secrets import Secret
 
 LOGGER = logging.getLogger(__name__)
+
+# A connect is re-sent only after listing showed that the previous attempt changed nothing,
+# so each re-send is safe; the cap bounds how long one account can keep a worker busy.
+MAX_CONNECT_ATTEMPTS = 5
+RESEND_BACKOFF_BASE_S = 0.5
+RESEND_BACKOFF_CAP_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -99,20 +107,36 @@ def _send(
     context: ConnectContext,
     observed: Observation | None,
 ) -> _Sent:
-    first = _attempt(change, account, settings, context, observed)
-    if isinstance(first, _Sent):
-        return first
-    LOGGER.warning(
-        "account %s: the connect did not take effect; sending it once more", account.name
-    )
-    second = _attempt(change, account, settings, context, observed)
-    if isinstance(second, _Sent):
-        return second
+    unknown: NylasOutcomeUnknownError | None = None
+    for attempt in range(1, MAX_CONNECT_ATTEMPTS + 1):
+        if unknown is not None:
+            LOGGER.warning(
+                "account %s: the connect did not take effect; sending it again (attempt %d of %d)",
+                account.name,
+                attempt,
+                MAX_CONNECT_ATTEMPTS,
+            )
+            time.sleep(_resend_delay_s(attempt))
+        result = _attempt(change, account, settings, context, observed)
+        if isinstance(result, _Sent):
+            return result
+        unknown = result
+    assert unknown is not None  # the loop runs at least once
     raise ConnectFailedError(
-        f"the outcome was unknown twice, and no grant for {account.email} changed: "
-        f"{second.detail}. Run `grantctl plan` to see the account's state",
-        request_id=second.request_id,
-    ) from second
+        f"the outcome was unknown {MAX_CONNECT_ATTEMPTS} times, and no grant for "
+        f"{account.email} changed: {unknown.detail}. Run `grantctl plan` to see the "
+        "account's state",
+        request_id=unknown.request_id,
+    ) from unknown
+
+
+def _resend_delay_s(attempt: int) -> float:
+    """Return a full-jitter exponential delay before re-sending attempt `attempt` (2 or more).
+
+    Jitter spreads the re-sends of many workers that failed in the same server fault.
+    """
+    ceiling = min(RESEND_BACKOFF_CAP_S, RESEND_BACKOFF_BASE_S * 2 ** (attempt - 2))
+    return random.uniform(0, ceiling)  # noqa: S311  (jitter, not cryptography)
 
 
 def _attempt(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from reconciler.executor import ApplyOptions
 from reconciler.model import Action, Outcome
 from reconciler.render.apply import render_apply_text
+from reconciler.verify import MAX_CONNECT_ATTEMPTS
 from tests.executor_support import World, account, change
 
 
@@ -155,16 +158,32 @@ def test_unknown_outcome_before_apply_resent_once(tmp_path: Path) -> None:
     assert len(world.grants.grants) == 1
 
 
-def test_unknown_outcome_twice_fails(tmp_path: Path) -> None:
-    """Two unknown outcomes with no grant change fail the account after two sends."""
+def test_unknown_outcome_exhausts_attempts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown outcomes with no grant change re-send up to the attempt cap, then fail."""
+    monkeypatch.setattr("reconciler.verify._resend_delay_s", lambda attempt: 0.0)
     world = World(tmp_path)
     leyah = account("leyah")
     token = world.mailbox(leyah)
-    world.grants.unknown_before.extend([token, token, token])
+    world.grants.unknown_before.extend([token] * (MAX_CONNECT_ATTEMPTS + 1))
     result = world.apply([change(leyah)], [leyah])
     assert result.results[0].outcome is Outcome.FAILED
-    assert "unknown twice" in result.results[0].message
-    assert len(world.grants.connects) == 2
+    assert f"unknown {MAX_CONNECT_ATTEMPTS} times" in result.results[0].message
+    assert len(world.grants.connects) == MAX_CONNECT_ATTEMPTS
+
+
+def test_unknown_outcome_resent_until_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three unknown outcomes that changed nothing, then a success: one grant, done."""
+    monkeypatch.setattr("reconciler.verify._resend_delay_s", lambda attempt: 0.0)
+    world = World(tmp_path)
+    leyah = account("leyah")
+    token = world.mailbox(leyah)
+    world.grants.unknown_before.extend([token] * 3)
+    result = world.apply([change(leyah)], [leyah])
+    assert result.results[0].outcome is Outcome.DONE
+    assert len(world.grants.connects) == 4
+    assert len(world.grants.grants) == 1
 
 
 def test_quarantine_after_three_failures(tmp_path: Path) -> None:

@@ -266,10 +266,20 @@ def test_connect_retried_after_429() -> None:
 
 
 def test_429_budget_exhausted_names_account() -> None:
-    settings = replace(FAST, max_retries=2)
-    harness = make_harness(too_many("0"), too_many("0"), too_many("0"), settings=settings)
-    with pytest.raises(NylasRateLimitError, match=r"account 'leyah'.*after 3 attempts"):
+    settings = replace(FAST, rate_limit_budget_s=1.5)
+    harness = make_harness(too_many("1"), too_many("1"), too_many("1"), settings=settings)
+    with pytest.raises(NylasRateLimitError, match=r"account 'leyah'.*after 2 attempts"):
         connect(harness.client)
+    assert len(harness.sleeps) == 1
+
+
+def test_429_storm_within_budget_succeeds() -> None:
+    """Short 429s are waited out by time, not counted against the 5xx retry budget."""
+    settings = replace(FAST, max_retries=2)
+    storm = [too_many("0") for _ in range(8)]
+    harness = make_harness(*storm, connect_answer(), settings=settings)
+    assert connect(harness.client).created is True
+    assert len(harness.script.requests) == 9
 
 
 # API key re-read after 401
@@ -357,4 +367,4 @@ def test_provider_429_hint_blames_provider() -> None:
     harness = make_harness(httpx.Response(429, json=body, headers={"Retry-After": "600"}))
     with pytest.raises(NylasRateLimitError) as caught:
         harness.client.list_grants()
-    assert "provider rate-limited" in caught.value.hint
+    assert "mail provider behind Nylas rate-limited" in caught.value.hint

@@ -64,10 +64,8 @@ class ConsoleApplyUI:
                 self._events = Path(self._events_path).open("a", encoding="utf-8")
             except OSError as error:
                 raise ConfigError(
-                    f"cannot open the events file {self._events_path}: "
-                    f"{error.strerror or error}",
-                    hint="pass --events a path in an existing directory that this user may "
-                    "write",
+                    f"cannot open the events file {self._events_path}: {error.strerror or error}",
+                    hint="pass --events a path in an existing directory that this user may write",
                 ) from error
         return self
 

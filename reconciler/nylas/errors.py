@@ -50,7 +50,10 @@ RATE_LIMIT_HINT = (
     "another client may be using the application's 50 requests/s: lower "
     "GRANTCTL_NYLAS_RATE_LIMIT or GRANTCTL_PARALLELISM, or run again later"
 )
-PROVIDER_RATE_LIMIT_HINT = "the provider rate-limited this mailbox behind Nylas: run again later"
+PROVIDER_RATE_LIMIT_HINT = (
+    "the mail provider behind Nylas rate-limited the request: wait for its limit to reset "
+    "and run again later"
+)
 UNKNOWN_OUTCOME_HINT = (
     "the grant may exist now: grantctl looks it up by email before sending again, and "
     "`grantctl plan` shows the current state"

@@ -1,11 +1,13 @@
 """When the Nylas client sends a request again, and how long it waits first.
 
-The rules, applied per request with one shared budget of `max_retries` further attempts:
+The rules, applied per request:
 
 - 429 is retried for every method, `POST /v3/connect/custom` included, because Nylas did
   not process the request. The client waits `Retry-After` (seconds or an HTTP date) when
-  present and readable, else an exponential backoff with full jitter. A `Retry-After` above
-  `retry_after_cap_s`, or an exhausted budget, raises `NylasRateLimitError`.
+  present and readable, else an exponential backoff with full jitter. Its budget is time:
+  a `Retry-After` above `retry_after_cap_s`, or waits adding up to more than
+  `rate_limit_budget_s`, raise `NylasRateLimitError`.
+- Every other failure counts against a budget of `max_retries` further attempts.
 - 5xx, timeouts and network errors are retried for idempotent requests (GET, DELETE) with
   capped exponential backoff and full jitter.
 - A connect (POST) is sent again only when it certainly never left this process: the

@@ -140,6 +140,7 @@ class Sender:
         """Send `call` until it succeeds or fails for good, by the rules in `retry`."""
         attempt = 0
         failures = 0
+        throttle = _Throttle()
         key_reloaded = False
         while True:
             attempt += 1
@@ -157,6 +158,9 @@ class Sender:
                 key_reloaded = True
                 if self._reload_key(call, key):
                     continue
+            if status == 429:
+                self._wait_after_rate_limit(call, response, throttle, attempt)
+                continue
             failures += 1
             self._wait_after_status(call, response, failures, attempt)
 
@@ -212,11 +216,6 @@ class Sender:
         self, call: Call, response: httpx.Response, failures: int, attempt: int
     ) -> None:
         status = response.status_code
-        if status == 429:
-            self.stats.add("rate_limited")
-            delay = self._rate_limit_delay(call, response, failures, attempt)
-            self._pause(call, delay, "429", attempt, logging.WARNING)
-            return
         if status >= 500 and call.method not in IDEMPOTENT_METHODS:
             raise self.unknown(
                 call, response, f"Nylas returned {status} after receiving the request"
@@ -227,9 +226,17 @@ class Sender:
             return
         raise error_from_response(response, call.operation, call.account, attempts=attempt)
 
-    def _rate_limit_delay(
-        self, call: Call, response: httpx.Response, failures: int, attempt: int
-    ) -> float:
+    def _wait_after_rate_limit(
+        self, call: Call, response: httpx.Response, throttle: _Throttle, attempt: int
+    ) -> None:
+        """Wait out a 429, within the request's own budget of seconds spent waiting.
+
+        A 429 means Nylas did not process the request, so it is safe to send again for any
+        method. Its budget is time, not a count, because a storm of short 429s is no reason
+        to fail a change that a few seconds more would let through.
+        """
+        self.stats.add("rate_limited")
+        throttle.count += 1
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         cap = self.settings.retry_after_cap_s
         if retry_after is not None and retry_after > cap:
@@ -237,13 +244,20 @@ class Sender:
                 f"Nylas requested a wait of {retry_after:.0f} s, more than the {cap:g} s allowed"
             )
             raise rate_limit_error(response, call.operation, call.account, reason)
-        if failures > self.settings.max_retries:
-            reason = f"the rate limit was still exceeded after {attempt} attempts"
-            raise rate_limit_error(response, call.operation, call.account, reason)
         if retry_after is None:
-            return backoff_delay(failures, self.settings, self._rng)
-        # A little jitter, so workers given the same Retry-After do not all return together.
-        return retry_after + self._rng.uniform(0.0, self.settings.backoff_base_s)
+            delay = backoff_delay(throttle.count, self.settings, self._rng)
+        else:
+            # A little jitter, so workers given the same Retry-After do not all return together.
+            delay = retry_after + self._rng.uniform(0.0, self.settings.backoff_base_s)
+        budget = self.settings.rate_limit_budget_s
+        if throttle.waited_s + delay > budget:
+            reason = (
+                f"the rate limit was still exceeded after {attempt} attempts and "
+                f"{throttle.waited_s:.0f} s of waiting (budget {budget:g} s)"
+            )
+            raise rate_limit_error(response, call.operation, call.account, reason)
+        throttle.waited_s += delay
+        self._pause(call, delay, "429", attempt, logging.WARNING)
 
     def _pause(self, call: Call, delay: float, cause: str, attempt: int, level: int) -> None:
         logger.log(
@@ -307,6 +321,14 @@ def data_object(body: Any, call: Call, response: httpx.Response) -> object:
             hint="quote the request id to Nylas support",
         )
     return body["data"]
+
+
+@dataclass
+class _Throttle:
+    """The 429 answers one request met, and the seconds it has waited because of them."""
+
+    count: int = 0
+    waited_s: float = 0.0
 
 
 def _elapsed_ms(started: float) -> int:

@@ -55,6 +55,8 @@ class ClientSettings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 10.0
     retry_after_cap_s: float = 30.0
+    # Seconds one request may spend waiting out 429 answers before it fails.
+    rate_limit_budget_s: float = 120.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -76,6 +78,7 @@ class ClientSettings:
             "backoff_base_s": self.backoff_base_s,
             "backoff_cap_s": self.backoff_cap_s,
             "retry_after_cap_s": self.retry_after_cap_s,
+            "rate_limit_budget_s": self.rate_limit_budget_s,
         }
         for name, amount in not_negative.items():
             if amount < 0:
