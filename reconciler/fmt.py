@@ -71,6 +71,10 @@ def format_manifest(text: str, *, filename: str = "<manifest>") -> str:
         raise _syntax_error(filename, error) from None
     except YAMLError as error:
         raise ManifestError([Diagnostic(filename, 1, 1, f"invalid YAML: {error}")]) from None
+    except TypeError as error:
+        # ruamel.yaml raises TypeError for a list or mapping used as a mapping key.
+        message = f"invalid YAML: a mapping key must be a plain value ({error})"
+        raise ManifestError([Diagnostic(filename, 1, 1, message)]) from None
     if document is None:
         return text
     if isinstance(document, CommentedMap):

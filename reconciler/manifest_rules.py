@@ -52,10 +52,13 @@ def string_at(mapping: dict[str, Any], key: str, default: str = "") -> str:
 def resolve_provider(account: dict[str, Any], data: Any) -> str | None:
     """Return the account's provider, else `defaults.provider`; None if neither is valid."""
     if "provider" in account:
-        value = account["provider"]
-        return value if value in _PROVIDERS else None
-    value = mapping_at(data, "defaults").get("provider")
-    return value if value in _PROVIDERS else None
+        return _known_provider(account["provider"])
+    return _known_provider(mapping_at(data, "defaults").get("provider"))
+
+
+def _known_provider(value: object) -> str | None:
+    # A YAML list or mapping is unhashable, so test the type before the set lookup.
+    return value if isinstance(value, str) and value in _PROVIDERS else None
 
 
 def vault_mount(data: Any) -> str:

@@ -144,3 +144,9 @@ def test_two_documents_message() -> None:
     with pytest.raises(ManifestError) as raised:
         format_manifest("a: 1\n---\nb: 2\n")
     assert "more than one YAML document" in raised.value.diagnostics[0].message
+
+
+def test_mapping_as_key_is_manifest_error() -> None:
+    """A mapping used as a key is reported as invalid YAML, never raised as TypeError."""
+    with pytest.raises(ManifestError, match="mapping key must be a plain value"):
+        format_manifest("version: 1\n? {a: [1]}\n: c\n")

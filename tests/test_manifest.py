@@ -378,3 +378,11 @@ def test_scopes_fall_back_to_defaults() -> None:
     first, second = load_manifest_text(text, filename="grants.yaml").accounts
     assert first.scopes == ("Mail.Read",)
     assert second.scopes == ()
+
+
+@pytest.mark.parametrize("value", ["[]", "{a: b}", "[microsoft]"])
+def test_unhashable_provider_is_diagnostic(value: str) -> None:
+    """A list or mapping as the provider is reported at its line, not raised as TypeError."""
+    text = BASE.replace("provider: microsoft", f"provider: {value}")
+    diagnostics = diagnostics_of(text)
+    assert any(item.line == 10 and item.account == "leyah" for item in diagnostics), diagnostics
