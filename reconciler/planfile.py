@@ -67,7 +67,7 @@ def plan_to_document(
         "created_at": created_at,
         "manifest": {"path": manifest_path, "digest": plan.manifest_digest},
         "inventory": {
-            "lineage": plan.inventory_lineage,
+            "lineage": _recorded_lineage(plan),
             "serial": plan.inventory_serial,
             "empty": plan.inventory_empty,
         },
@@ -91,6 +91,15 @@ def summarize(plan: Plan) -> dict[str, int]:
     summary["errors"] = len(plan.errors)
     summary["unmanaged"] = len(plan.unmanaged)
     return summary
+
+
+def _recorded_lineage(plan: Plan) -> str:
+    # An unwritten state has no lineage yet: backends make up a new one on every read, so
+    # recording it would make two plans of the same world differ. The staleness check
+    # compares unwritten states by serial and emptiness only.
+    if plan.inventory_serial == 0 and plan.inventory_empty:
+        return ""
+    return plan.inventory_lineage
 
 
 def document_checksum(document: Mapping[str, Any]) -> str:

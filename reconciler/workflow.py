@@ -19,7 +19,7 @@ from typing import Any
 from reconciler import __version__
 from reconciler.audit import AuditReport, make_audit
 from reconciler.model import Grant, Inventory, Manifest, Plan, SecretVersion
-from reconciler.planfile import plan_to_document
+from reconciler.planfile import document_checksum, plan_to_document
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.protocols import GrantsAPI, LockInfo, SecretStore, StateBackend
 from reconciler.workflow_clients import load_checked_manifest, open_clients, open_state
@@ -92,14 +92,24 @@ def plan_from_inputs(manifest: Manifest, inputs: PlanInputs, flags: PlanFlags) -
 
 
 def plan_document(plan: Plan, manifest_path: str) -> dict[str, Any]:
-    """Return the saved-plan document of `plan`, with a new plan id and the current time.
+    """Return the saved-plan document of `plan`, stamped with the current time.
 
-    `manifest_path` is recorded as given, so `grantctl apply PLAN` run from the same
-    directory finds the manifest again.
+    The plan id is derived from the content, so the same inputs give the same document
+    except for `created_at`, and a reviewer can tell two identical plans apart from two
+    different ones by id alone. `manifest_path` is recorded as given, so `grantctl apply
+    PLAN` run from the same directory finds the manifest again.
     """
+    unstamped = plan_to_document(
+        plan,
+        plan_id="",
+        created_at="",
+        tool_version=__version__,
+        manifest_path=manifest_path,
+    )
+    content_digest = document_checksum(unstamped).removeprefix("sha256:")
     return plan_to_document(
         plan,
-        plan_id=str(uuid.uuid4()),
+        plan_id=str(uuid.UUID(content_digest[:32])),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         tool_version=__version__,
         manifest_path=manifest_path,

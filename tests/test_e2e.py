@@ -347,3 +347,19 @@ def test_force_unlock_breaks_held_lock(scenario: Scenario) -> None:
         assert unlocked.returncode == 0, unlocked.stderr
         assert held.id in unlocked.stdout
     apply_all(scenario)
+
+
+def test_plan_output_is_deterministic(scenario: Scenario) -> None:
+    """Two plans of an unchanged world print the same text and the same JSON but the time."""
+    first_text = scenario.grantctl("plan", "grants.yaml").stdout
+    second_text = scenario.grantctl("plan", "grants.yaml").stdout
+    assert first_text == second_text
+
+    first = scenario.plan_json()
+    second = scenario.plan_json()
+    first.pop("created_at")
+    second.pop("created_at")
+    first.pop("checksum")
+    second.pop("checksum")
+    assert first == second
+    assert first["plan_id"] == second["plan_id"]
