@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -100,6 +101,9 @@ def _run_sizes(arguments: argparse.Namespace, scenario: e2e.Scenario) -> dict[st
     for count in arguments.sizes:
         print(f"end to end: {count} accounts", file=sys.stderr)
         results[str(count)] = e2e.run_size(count, scenario, arguments.out / f"size-{count}")
+        # Kept as each size finishes, so a failure later in a long run loses nothing.
+        partial = arguments.out / "partial-sizes.json"
+        partial.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
@@ -139,6 +143,11 @@ def run(arguments: argparse.Namespace, command: str) -> dict[str, object]:
     }
 
 
+def _exit_on_signal(number: int, frame: object) -> None:
+    del frame
+    sys.exit(128 + number)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks and write results.json and RESULTS.md; return 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -156,4 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C, so the servers and the running step are stopped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     sys.exit(main())
