@@ -23,6 +23,7 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev depende
 from deepdiff import DeepDiff
 
 from reconciler.errors import ReconcilerError
+from reconciler.grammar import plural
 from reconciler.model import (
     Action,
     Change,
@@ -275,7 +276,7 @@ def validate_plan_document(document: object, *, source: str = "plan") -> None:
             f"  {'/'.join(map(str, error.path)) or '(top)'}: {error.message}" for error in problems
         ]
         raise PlanFileError(
-            f"{source} is not a valid grantctl plan ({len(problems)} problems):\n"
+            f"{source} is not a valid grantctl plan ({plural(len(problems), 'problem')}):\n"
             + "\n".join(lines),
             hint=_RERUN,
         )

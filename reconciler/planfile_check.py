@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.errors import StalePlanError
+from reconciler.grammar import plural
 from reconciler.model import Grant, Inventory, SecretVersion
 
 _HINT = "run `grantctl plan` again, review the new plan, and apply that one"
@@ -69,8 +70,8 @@ def _inventory_moved(document: Mapping[str, Any], inventory: Inventory) -> list[
             return []
         return [
             "the plan was made against an empty inventory, which is now at serial "
-            f"{inventory.serial} with {len(inventory.entries)} accounts; another apply ran "
-            "since, possibly of this plan"
+            f"{inventory.serial} with {plural(len(inventory.entries), 'account')}; another "
+            "apply ran since, possibly of this plan"
         ]
     if recorded["lineage"] != inventory.lineage:
         return [
@@ -79,7 +80,8 @@ def _inventory_moved(document: Mapping[str, Any], inventory: Inventory) -> list[
     if recorded["empty"] and not inventory.is_empty:
         return [
             "the plan was made against an empty inventory, which now holds "
-            f"{len(inventory.entries)} accounts; another apply ran since, possibly of this plan"
+            f"{plural(len(inventory.entries), 'account')}; another apply ran since, possibly of "
+            "this plan"
         ]
     if recorded["serial"] != inventory.serial:
         return [

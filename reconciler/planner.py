@@ -26,6 +26,7 @@ import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from reconciler.grammar import plural
 from reconciler.model import (
     Account,
     Action,
@@ -189,8 +190,9 @@ def _select(names: Iterable[str], options: PlanOptions, warnings: list[str]) -> 
         left_out = len(names) - len(selected)
         warnings.insert(
             0,
-            f"This plan is partial: {len(selected)} of {len(names)} accounts were considered "
-            f"and {left_out} were left out by --target/--exclude. Their drift is not shown.",
+            f"This plan is partial: it considers {len(selected)} of "
+            f"{plural(len(names), 'account')}, and --target/--exclude left out {left_out}. "
+            "Their drift is not shown.",
         )
     return selected
 

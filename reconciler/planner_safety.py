@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from reconciler.grammar import plural
 from reconciler.model import (
     Account,
     Action,
@@ -82,7 +83,7 @@ def check_deletes(
             PlanError(
                 ErrorCode.TOO_MANY_DELETES,
                 None,
-                f"The plan deletes {len(deletes)} grants, more than {limit_source} "
+                f"The plan deletes {plural(len(deletes), 'grant')}, more than {limit_source} "
                 f"({max_deletes}) allows.",
                 f"review the deletes, then run plan again with --allow-deletes {len(deletes)}",
             )

@@ -155,6 +155,6 @@ def _log_plan_errors(plan: Plan) -> None:
             LOG.warning(
                 "account %r left out of this round: %s; next step: %s",
                 error.account,
-                error.message,
+                error.message.rstrip("."),
                 error.next_step,
             )

@@ -71,7 +71,7 @@ def test_validate_valid_manifest(manifest: Path) -> None:
     """validate prints a one-line summary on stdout and exits 0."""
     result = invoke(["validate", str(manifest)])
     assert result.exit_code == 0, result.stderr
-    assert "is valid: 1 accounts" in result.stdout
+    assert "is valid: 1 account" in result.stdout
     assert result.stderr == ""
 
 

@@ -64,8 +64,8 @@ def test_validate_reports_each_file(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"{first} is valid: 1 accounts (1 present, 0 absent), 0 removed.",
-        f"{second} is valid: 1 accounts (1 present, 0 absent), 0 removed.",
+        f"{first} is valid: 1 account (1 present, 0 absent), 0 removed.",
+        f"{second} is valid: 1 account (1 present, 0 absent), 0 removed.",
     ]
     assert result.stderr == ""
 

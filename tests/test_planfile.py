@@ -292,3 +292,15 @@ def test_stale_lists_every_difference() -> None:
     assert "2 things changed" in message, message
     assert "re-run" not in message
     assert "grantctl plan" in message
+
+
+def test_invalid_plan_counts_one_problem(tmp_path: Path) -> None:
+    document = make_document()
+    del document["summary"]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+
+    with pytest.raises(ReconcilerError) as caught:
+        read_plan_file(path)
+
+    assert "is not a valid grantctl plan (1 problem):" in caught.value.message

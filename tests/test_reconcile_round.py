@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from reconciler.audit import AccountHealth as AuditAccount
 from reconciler.audit import AuditReport, Health
 from reconciler.model import (
@@ -14,7 +18,7 @@ from reconciler.model import (
     PlanError,
     Reason,
 )
-from reconciler.reconcile_round import applicable_part, audit_summary
+from reconciler.reconcile_round import _log_plan_errors, applicable_part, audit_summary
 
 
 def change(account: str, action: Action = Action.CONNECT) -> Change:
@@ -91,3 +95,16 @@ def test_audit_summary_counts() -> None:
     assert dict(summary.grants_by_provider) == {"microsoft": 2, "imap": 1}
     assert summary.finished_at == 100.0
     assert summary.duration_s == 2.5
+
+
+def test_plan_error_log_punctuation(caplog: pytest.LogCaptureFixture) -> None:
+    message = "Vault secret 'nylas/ghost' of account 'ghost' is missing (not found)."
+    plan = Plan(
+        changes=(), errors=(PlanError(ErrorCode.SECRET_MISSING, "ghost", message, "store it"),)
+    )
+
+    with caplog.at_level(logging.WARNING):
+        _log_plan_errors(plan)
+
+    assert "(not found); next step: store it" in caplog.text
+    assert ".;" not in caplog.text

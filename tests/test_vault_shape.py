@@ -84,7 +84,7 @@ def test_missing_keys_named() -> None:
 def test_empty_key_named() -> None:
     error = shape_error(Provider.GOOGLE, secrets(refresh_token="   "))
 
-    assert "empty keys 'refresh_token'" in error.message
+    assert "empty key 'refresh_token'" in error.message
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "-1", "9x3", CANARY, "\uff19\uff19\uff13"])
@@ -125,3 +125,21 @@ def test_every_problem_reported() -> None:
     assert "missing keys 'email', 'ews_password'" in error.message
     assert "'ews_port'" in error.message
     assert "'extra'" in error.message
+
+
+def test_bad_ports_sentence() -> None:
+    error = shape_error(Provider.IMAP, imap_secret(imap_port="0", smtp_port="x"))
+
+    assert "'imap_port' and 'smtp_port' must be port numbers from 1 to 65535" in error.message
+
+
+def test_bad_port_singular() -> None:
+    error = shape_error(Provider.IMAP, imap_secret(imap_port="0"))
+
+    assert "'imap_port' must be a port number from 1 to 65535" in error.message
+
+
+def test_hint_article_before_vowel() -> None:
+    error = shape_error(Provider.IMAP, imap_secret(imap_port="0"))
+
+    assert error.hint.startswith("an imap secret needs")

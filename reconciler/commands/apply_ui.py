@@ -102,7 +102,8 @@ class ConsoleApplyUI:
                 hint="review the plan, then run again with --auto-approve",
             )
         changes = sum(1 for change in plan.changes if change.will_change)
-        if not click.confirm(f"\nApply these {changes} changes?", default=False, err=True):
+        question = "Apply this change?" if changes == 1 else f"Apply these {changes} changes?"
+        if not click.confirm(f"\n{question}", default=False, err=True):
             raise ApprovalError("apply cancelled: the plan was not approved")
 
     def start(self, total: int) -> None:

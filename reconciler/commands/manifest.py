@@ -15,6 +15,7 @@ import click
 from reconciler.commands.options import LOG_LEVEL_OPTION, emit
 from reconciler.errors import EXIT_ERROR, EXIT_OK, ConfigError, ReconcilerError
 from reconciler.fmt import format_manifest
+from reconciler.grammar import plural
 from reconciler.manifest import allowed_prefixes_from_environment, load_manifest
 from reconciler.secrets import REDACTOR
 
@@ -37,7 +38,7 @@ def validate_command(*, manifests: tuple[str, ...]) -> int:
         loaded = load_manifest(manifest, allowed_prefixes=prefixes)
         present = sum(1 for account in loaded.accounts if account.ensure.value == "present")
         emit(
-            f"{manifest} is valid: {len(loaded.accounts)} accounts "
+            f"{manifest} is valid: {plural(len(loaded.accounts), 'account')} "
             f"({present} present, {len(loaded.accounts) - present} absent), "
             f"{len(loaded.removed)} removed."
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.errors import SecretShapeError
+from reconciler.grammar import article
 from reconciler.model import (
     INTEGER_SECRET_KEYS,
     OPTIONAL_SECRET_KEYS,
@@ -80,14 +81,26 @@ def _describe(
 ) -> list[str]:
     problems = []
     if missing:
-        problems.append("missing keys " + _names(missing))
+        problems.append(_keys("missing", missing))
     if empty:
-        problems.append("empty keys " + _names(empty))
+        problems.append(_keys("empty", empty))
     if bad_ports:
-        problems.append("keys that are not a port number from 1 to 65535 " + _names(bad_ports))
+        number = "a port number" if len(bad_ports) == 1 else "port numbers"
+        problems.append(f"{_and_names(bad_ports)} must be {number} from 1 to {MAX_PORT}")
     if unknown:
-        problems.append("keys the provider does not accept " + _names(unknown))
+        problems.append(_keys("unknown", unknown))
     return problems
+
+
+def _keys(adjective: str, keys: list[str]) -> str:
+    return f"{adjective} {'key' if len(keys) == 1 else 'keys'} {_names(keys)}"
+
+
+def _and_names(keys: list[str]) -> str:
+    quoted = [repr(key) for key in keys]
+    if len(quoted) == 1:
+        return quoted[0]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _names(keys: list[str]) -> str:
@@ -96,7 +109,7 @@ def _names(keys: list[str]) -> str:
 
 def _hint(provider: Provider, required: tuple[str, ...], allowed: set[str]) -> str:
     optional = sorted(allowed - set(required))
-    hint = f"a {provider.value} secret needs {_names(list(required))}"
+    hint = f"{article(provider.value)} secret needs {_names(list(required))}"
     if optional:
         hint += f" and may hold {_names(optional)}"
     return hint + "; fix the secret in Vault and run plan again"
