@@ -98,6 +98,10 @@ class VaultUnavailableError(VaultError):
     """Vault could not be reached, or answered 5xx after retries."""
 
 
+class VaultSecretNotFoundError(VaultError):
+    """The secret (or the pinned version of it) is missing, deleted or destroyed."""
+
+
 class SecretShapeError(VaultError):
     """A secret lacks keys its provider needs, or holds values of the wrong type."""
 
@@ -138,6 +142,10 @@ class NylasError(ReconcilerError):
 
 class NylasAuthenticationError(NylasError):
     """401: a bad API key, the wrong region, or an expired grant."""
+
+
+class NylasCredentialsRejectedError(NylasAuthenticationError):
+    """401 to a connect that blames the provider: the account's credentials were rejected."""
 
 
 class NylasPermissionError(NylasError):
@@ -194,6 +202,24 @@ class VerificationError(ReconcilerError):
 
 class ApprovalError(ReconcilerError):
     """Apply needs approval and none can be asked for (no terminal, no --auto-approve)."""
+
+
+# Apply failures caused by the account's own data: the provider rejected its credentials, its
+# secret is missing, denied or malformed. Only these count towards the account's quarantine.
+# Outages (Vault unreachable or sealed, Nylas 5xx, 429, timeouts, a lost lock) do not.
+ACCOUNT_FAULT_ERRORS: tuple[type[ReconcilerError], ...] = (
+    NylasInvalidRequestError,
+    NylasCredentialsRejectedError,
+    VaultSecretNotFoundError,
+    VaultPermissionError,
+    SecretShapeError,
+    VerificationError,
+)
+
+
+def is_account_fault(error: BaseException) -> bool:
+    """Return True when `error` was caused by the account's data, not by an outage or a bug."""
+    return isinstance(error, ACCOUNT_FAULT_ERRORS)
 
 
 class InterruptedRunError(ReconcilerError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from reconciler.errors import NylasError, ReconcilerError
+from reconciler.errors import NylasError, ReconcilerError, is_account_fault
 from reconciler.journal import Journal, JournalRecord
 from reconciler.model import (
     Action,
@@ -29,6 +29,7 @@ from reconciler.model import (
     Manifest,
     Outcome,
     Plan,
+    owner_state,
 )
 from reconciler.protocols import GrantsAPI, SecretStore, StateBackend
 from reconciler.secrets import REDACTOR
@@ -166,6 +167,7 @@ class _Run:
             clock=self.options.clock,
             clock_skew_s=self.options.clock_skew_s,
             now_iso=lambda: utc_now_iso(self.options.clock),
+            owner_state=owner_state(inventory.lineage),
         )
 
     def _by_account(self) -> dict[str, list[int]]:
@@ -343,7 +345,7 @@ def _failure_record(change: Change, error: Exception) -> JournalRecord:
         grant_id=change.grant_id,
         request_id=request_id if isinstance(request_id, str) else None,
     )
-    return JournalRecord(result=result, failed=True)
+    return JournalRecord(result=result, failed=True, account_fault=is_account_fault(error))
 
 
 def _finish_event(result: ChangeResult) -> dict[str, Any]:

@@ -37,15 +37,19 @@ MAX_WRITE_PAUSE_S = 2.0
 class JournalRecord:
     """How one finished change alters the inventory, and the result to report after.
 
-    `entry` replaces the account's entry; `remove` drops it; `failed` counts a failure
-    against the entry (the stored one, or `entry` when given, or a new entry without a grant
-    built from `placeholder`). `failed_version` is the secret version a failed connect sent.
+    `entry` replaces the account's entry; `remove` drops it; `failed` records the failure's
+    message on the entry (the stored one, or `entry` when given). When `account_fault` is
+    also set, the failure was caused by the account's data: it counts towards quarantine,
+    and an account without an entry gets one without a grant, built from `placeholder`.
+    Other failures (outages) leave the failure count alone. `failed_version` is the secret
+    version a failed connect sent.
     """
 
     result: ChangeResult
     entry: InventoryEntry | None = None
     remove: bool = False
     failed: bool = False
+    account_fault: bool = False
     placeholder: InventoryEntry | None = None
     failed_version: int | None = None
 
@@ -141,10 +145,17 @@ class Journal:
             if record.entry is not None:
                 entries[name] = record.entry
             return
-        base = record.entry or entries.get(name) or record.placeholder
+        previous = entries.get(name)
+        if not record.account_fault:
+            # An outage is not the account's fault: keep its failure count and quarantine.
+            if previous is not None:
+                entries[name] = replace(
+                    previous, last_error=record.result.message, updated_at=self._now()
+                )
+            return
+        base = record.entry or previous or record.placeholder
         if base is None:
             return
-        previous = entries.get(name)
         failures = (previous.failures if previous is not None else 0) + 1
         entries[name] = replace(
             base,

@@ -46,6 +46,8 @@ class ConnectContext:
     `known_grant_ids` holds every grant id the plan observed, so a grant id outside it was
     created by this apply. `clock_skew_s` is how far Nylas' clock may trail ours when an
     unknown outcome is settled by comparing a grant's `updated_at` with the send time.
+    `owner_state` is sent as every connect's `state`, so the grant names the inventory that
+    manages it (`model.owner_state`); None sends no `state`.
     """
 
     grants_api: GrantsAPI
@@ -54,6 +56,7 @@ class ConnectContext:
     clock: Callable[[], float]
     clock_skew_s: float
     now_iso: Callable[[], str]
+    owner_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,11 @@ def _connect_once(
     account: Account, settings: Mapping[str, Secret | str | int], context: ConnectContext
 ) -> _Sent:
     result = context.grants_api.connect(
-        account.provider.value, settings, account.scopes, account=account.name
+        account.provider.value,
+        settings,
+        account.scopes,
+        account=account.name,
+        state=context.owner_state,
     )
     created = result.created and result.grant.id not in context.known_grant_ids
     return _Sent(result.grant, result.request_id, created)
@@ -283,5 +290,9 @@ def _failure(
         request_id=sent.request_id,
     )
     return JournalRecord(
-        result=result, entry=entry, failed=True, failed_version=change.vault_version
+        result=result,
+        entry=entry,
+        failed=True,
+        account_fault=True,
+        failed_version=change.vault_version,
     )

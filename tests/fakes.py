@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from reconciler.errors import (
     NylasInvalidRequestError,
     NylasOutcomeUnknownError,
-    VaultError,
+    VaultSecretNotFoundError,
 )
 from reconciler.model import Grant, GrantStatus, SecretState, SecretVersion
 from reconciler.protocols import ConnectResult
@@ -40,7 +40,8 @@ class FakeGrants:
     `identities` maps a refresh token (or an IMAP/iCloud username) to its identity.
     `unknown_after` and `unknown_before` hold tokens whose next connect raises
     `NylasOutcomeUnknownError` after, respectively before, the grant is changed; each use
-    removes one occurrence. `fail_tokens` maps tokens to a 400 error message.
+    removes one occurrence. `fail_tokens` maps tokens to a 400 error message, and
+    `connect_errors` maps tokens to the exception their connects raise.
     """
 
     identities: dict[str, Identity] = field(default_factory=dict)
@@ -49,6 +50,7 @@ class FakeGrants:
     unknown_after: list[str] = field(default_factory=list)
     unknown_before: list[str] = field(default_factory=list)
     fail_tokens: dict[str, str] = field(default_factory=dict)
+    connect_errors: dict[str, Exception] = field(default_factory=dict)
     grants: dict[str, Grant] = field(default_factory=dict)
     connects: list[tuple[str, str]] = field(default_factory=list)  # (provider, token)
     deletes: list[str] = field(default_factory=list)
@@ -97,8 +99,9 @@ class FakeGrants:
         scopes: Sequence[str] = (),
         *,
         account: str = "",
+        state: str | None = None,
     ) -> ConnectResult:
-        """Create or re-authenticate the grant of the token's identity."""
+        """Create or re-authenticate the grant of the token's identity, storing `state`."""
         token = _token_of(settings)
         self._enter()
         try:
@@ -107,6 +110,8 @@ class FakeGrants:
                 self.connects.append((provider, token))
                 if _take(self.unknown_before, token):
                     raise NylasOutcomeUnknownError(f"connect for {account}: timed out (before)")
+                if token in self.connect_errors:
+                    raise self.connect_errors[token]
                 if token in self.fail_tokens:
                     raise NylasInvalidRequestError(
                         self.fail_tokens[token], status=400, request_id=f"req-fail-{account}"
@@ -121,19 +126,24 @@ class FakeGrants:
                         status=400,
                         request_id="req-bad",
                     )
-                grant, created = self._upsert(provider, identity)
+                grant, created = self._upsert(provider, identity, state)
                 if _take(self.unknown_after, token):
                     raise NylasOutcomeUnknownError(f"connect for {account}: timed out (after)")
                 return ConnectResult(grant=grant, request_id=f"req-{grant.id}", created=created)
         finally:
             self._leave()
 
-    def _upsert(self, provider: str, identity: Identity) -> tuple[Grant, bool]:
+    def _upsert(self, provider: str, identity: Identity, state: str | None) -> tuple[Grant, bool]:
         now = int(self.clock())
         for grant in self.grants.values():
             if grant.provider == provider and grant.email_key == identity.email.casefold():
+                # Like Nylas, a re-authentication without `state` keeps the grant's state.
                 renewed = replace(
-                    grant, status=GrantStatus.VALID, updated_at=now, scopes=identity.scopes
+                    grant,
+                    status=GrantStatus.VALID,
+                    updated_at=now,
+                    scopes=identity.scopes,
+                    state=state or grant.state,
                 )
                 self.grants[grant.id] = renewed
                 return renewed, False
@@ -145,6 +155,7 @@ class FakeGrants:
             scopes=identity.scopes,
             created_at=now,
             updated_at=now,
+            state=state,
         )
         self.grants[grant.id] = grant
         return grant, True
@@ -189,10 +200,14 @@ def _take(tokens: list[str], token: str) -> bool:
 
 @dataclass
 class FakeSecrets:
-    """An in-memory KV v2 store implementing `SecretStore`; `reads` logs (path, version)."""
+    """An in-memory KV v2 store implementing `SecretStore`; `reads` logs (path, version).
+
+    `read_error`, when set, is raised by every `read_secret`, as an outage would.
+    """
 
     versions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     reads: list[tuple[str, int | None]] = field(default_factory=list)
+    read_error: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, path: str, data: Mapping[str, str]) -> int:
@@ -218,7 +233,9 @@ class FakeSecrets:
         with self._lock:
             self.reads.append((path, version))
             versions = self.versions.get(path, [])
+        if self.read_error is not None:
+            raise self.read_error
         index = len(versions) if version is None else version
         if not versions or not 1 <= index <= len(versions):
-            raise VaultError(f"secret {path} version {version} not found", path=path)
+            raise VaultSecretNotFoundError(f"secret {path} version {version} not found", path=path)
         return {key: Secret(value) for key, value in versions[index - 1].items()}

@@ -19,6 +19,7 @@ import httpx
 from reconciler.errors import (
     NylasAuthenticationError,
     NylasConnectionError,
+    NylasCredentialsRejectedError,
     NylasError,
     NylasInvalidRequestError,
     NylasNotFoundError,
@@ -173,7 +174,8 @@ def _classify(status: int, operation: str, body: ErrorBody) -> tuple[type[NylasE
         summary = "Nylas or the provider rejected the credentials or settings"
         return NylasInvalidRequestError, summary, CREDENTIALS_HINT
     if operation == "connect" and status == 401 and _blames_provider(body):
-        return NylasAuthenticationError, "the provider rejected the credentials", CREDENTIALS_HINT
+        summary = "the provider rejected the credentials"
+        return NylasCredentialsRejectedError, summary, CREDENTIALS_HINT
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     if status >= 500:

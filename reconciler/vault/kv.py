@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from reconciler.errors import VaultError, VaultPermissionError
+from reconciler.errors import VaultError, VaultPermissionError, VaultSecretNotFoundError
 from reconciler.model import PLAIN_SECRET_KEYS, SecretState, SecretVersion, VaultSettings
 from reconciler.secrets import Secret
 from reconciler.vault.session import VaultSession
@@ -162,19 +162,23 @@ class VaultSecretStore:
 
     def _missing_data_error(
         self, path: str, api_path: str, version: int | None, body: Mapping[str, Any]
-    ) -> VaultError:
+    ) -> VaultSecretNotFoundError:
         # KV v2 returns 404 for a deleted or destroyed version, with its metadata in the body.
         metadata = (body.get("data") or {}).get("metadata") or {}
         which = f"version {version} of {api_path}" if version is not None else api_path
         if metadata.get("destroyed"):
-            return VaultError(f"{which} was destroyed", path=api_path, hint=RERUN_PLAN_HINT)
+            return VaultSecretNotFoundError(
+                f"{which} was destroyed", path=api_path, hint=RERUN_PLAN_HINT
+            )
         if metadata.get("deletion_time"):
-            return VaultError(
+            return VaultSecretNotFoundError(
                 f"{which} was deleted",
                 path=api_path,
                 hint=f"undelete it (bao kv undelete) or {RERUN_PLAN_HINT}",
             )
-        return VaultError(f"{which} was not found", path=api_path, hint=RERUN_PLAN_HINT)
+        return VaultSecretNotFoundError(
+            f"{which} was not found", path=api_path, hint=RERUN_PLAN_HINT
+        )
 
 
 def version_from_metadata(path: str, metadata: Mapping[str, Any]) -> SecretVersion:

@@ -1,0 +1,171 @@
+"""Which apply failures count towards an account's quarantine, and which stop the apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import (
+    LockError,
+    NylasConnectionError,
+    NylasCredentialsRejectedError,
+    NylasInvalidRequestError,
+    NylasRateLimitError,
+    NylasServerError,
+    NylasTimeoutError,
+    ReconcilerError,
+    SecretShapeError,
+    VaultPermissionError,
+    VaultSealedError,
+    VaultUnavailableError,
+)
+from reconciler.model import InventoryEntry, Outcome
+from tests.executor_support import World, account, change
+
+OUTAGES = [
+    NylasServerError("connect failed: Nylas returned 503", status=503),
+    NylasTimeoutError("connect timed out"),
+    NylasConnectionError("connect failed: connection reset"),
+    NylasRateLimitError("connect failed: the rate limit is still exceeded", status=429),
+    LockError("the state lock was taken over"),
+]
+VAULT_OUTAGES = [
+    VaultUnavailableError("Vault at http://127.0.0.1:8200 could not be reached"),
+    VaultSealedError("Vault at http://127.0.0.1:8200 is sealed"),
+]
+ACCOUNT_FAULTS = [
+    NylasInvalidRequestError("the provider rejected the credentials", status=400),
+    NylasCredentialsRejectedError("the provider rejected the credentials", status=401),
+]
+
+
+def _seed_failures(world: World, name: str, failures: int) -> None:
+    """Store an inventory entry for `name` that has already failed `failures` times."""
+    target = account(name)
+    entry = InventoryEntry(
+        name=name,
+        grant_id="",
+        provider=target.provider.value,
+        email=target.email,
+        vault_path=target.secret_path,
+        failures=failures,
+        last_error="earlier failure",
+    )
+    with world.state.lock("seed"):
+        inventory = world.state.read()
+        world.state.write(type(inventory)(inventory.lineage, inventory.serial, {name: entry}))
+
+
+@pytest.mark.parametrize("error", OUTAGES, ids=lambda error: type(error).__name__)
+def test_nylas_outage_not_counted(tmp_path: Path, error: ReconcilerError) -> None:
+    world = World(tmp_path)
+    leyah = account("leyah")
+    token = world.mailbox(leyah)
+    world.grants.connect_errors[token] = error
+    _seed_failures(world, "leyah", 2)
+
+    result = world.apply([change(leyah)], [leyah])
+
+    assert result.results[0].outcome is Outcome.FAILED
+    entry = world.state.read().entries["leyah"]
+    assert entry.failures == 2
+    assert entry.quarantined is False
+    assert entry.last_error == result.results[0].message
+
+
+@pytest.mark.parametrize("error", VAULT_OUTAGES, ids=lambda error: type(error).__name__)
+def test_vault_outage_not_counted(tmp_path: Path, error: ReconcilerError) -> None:
+    world = World(tmp_path)
+    leyah = account("leyah")
+    world.mailbox(leyah)
+    world.secrets.read_error = error
+    _seed_failures(world, "leyah", 2)
+
+    world.apply([change(leyah)], [leyah])
+
+    entry = world.state.read().entries["leyah"]
+    assert entry.failures == 2
+    assert entry.quarantined is False
+
+
+def test_outage_creates_no_entry(tmp_path: Path) -> None:
+    """An account without an entry gets none from an outage, so nothing is quarantined."""
+    world = World(tmp_path)
+    leyah = account("leyah")
+    token = world.mailbox(leyah)
+    world.grants.connect_errors[token] = NylasServerError("connect failed", status=502)
+
+    world.apply([change(leyah)], [leyah])
+
+    assert "leyah" not in world.state.read().entries
+
+
+def test_unknown_outcome_exhausted_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("reconciler.verify._resend_delay_s", lambda attempt: 0.0)
+    world = World(tmp_path)
+    leyah = account("leyah")
+    token = world.mailbox(leyah)
+    world.grants.unknown_before.extend([token] * 10)
+    _seed_failures(world, "leyah", 2)
+
+    result = world.apply([change(leyah)], [leyah])
+
+    assert result.results[0].outcome is Outcome.FAILED
+    assert world.state.read().entries["leyah"].failures == 2
+
+
+@pytest.mark.parametrize("error", ACCOUNT_FAULTS, ids=lambda error: type(error).__name__)
+def test_rejected_credentials_counted(tmp_path: Path, error: ReconcilerError) -> None:
+    world = World(tmp_path)
+    leyah = account("leyah")
+    token = world.mailbox(leyah)
+    world.grants.connect_errors[token] = error
+    _seed_failures(world, "leyah", 2)
+
+    world.apply([change(leyah)], [leyah])
+
+    entry = world.state.read().entries["leyah"]
+    assert entry.failures == 3
+    assert entry.quarantined is True
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SecretShapeError("secret nylas/leyah lacks refresh_token"),
+        VaultPermissionError("permission denied: the Vault token may not read nylas/leyah"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_secret_errors_counted(tmp_path: Path, error: ReconcilerError) -> None:
+    world = World(tmp_path)
+    leyah = account("leyah")
+    world.mailbox(leyah)
+    world.secrets.read_error = error
+
+    world.apply([change(leyah)], [leyah])
+
+    assert world.state.read().entries["leyah"].failures == 1
+
+
+def test_missing_secret_version_counted(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    leyah = account("leyah")
+    world.mailbox(leyah)
+
+    world.apply([change(leyah, version=7)], [leyah])
+
+    assert world.state.read().entries["leyah"].failures == 1
+
+
+def test_wrong_mailbox_counted(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    leyah = account("leyah")
+    world.mailbox(leyah, email="someone-else@example.com")
+
+    world.apply([change(leyah)], [leyah])
+
+    assert world.state.read().entries["leyah"].failures == 1
