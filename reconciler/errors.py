@@ -222,6 +222,19 @@ def is_account_fault(error: BaseException) -> bool:
     return isinstance(error, ACCOUNT_FAULT_ERRORS)
 
 
+def stops_apply(error: BaseException) -> bool:
+    """Return True when `error` will make every further change fail as well.
+
+    Vault unreachable, sealed or refusing the login, and Nylas rejecting the API key, affect
+    every account, so an apply stops starting changes after one of them.
+    """
+    if isinstance(error, NylasCredentialsRejectedError):
+        return False
+    return isinstance(
+        error, (VaultUnavailableError, VaultSealedError, VaultAuthError, NylasAuthenticationError)
+    )
+
+
 class InterruptedRunError(ReconcilerError):
     """SIGINT or SIGTERM stopped the run."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from reconciler.errors import NylasError, ReconcilerError, is_account_fault
+from reconciler.errors import NylasError, ReconcilerError, is_account_fault, stops_apply
 from reconciler.journal import Journal, JournalRecord
 from reconciler.model import (
     Action,
@@ -134,6 +134,9 @@ class _Run:
         self.results: dict[int, ChangeResult] = {}
         self._report_lock = threading.Lock()
         self._journal: Journal | None = None
+        # Set by the first failure that every later change would repeat (see `stops_apply`).
+        self._halt_reason = ""
+        self._halt_lock = threading.Lock()
 
     def execute(self, inventory: Inventory) -> ApplyResult:
         """Run every change and return the results in plan order."""
@@ -202,6 +205,8 @@ class _Run:
                 "account %s: %s failed", change.account, change.action.value, exc_info=True
             )
             record = _failure_record(change, error)
+            if stops_apply(error):
+                self._halt(change, record.result.message)
         if record.failed and change.action in (Action.CONNECT, Action.RECONNECT):
             # Count the failure even for an account without a grant, so it can be quarantined.
             record = replace(
@@ -271,13 +276,32 @@ class _Run:
             scopes=account.scopes if account else (),
         )
 
+    def _halt(self, change: Change, message: str) -> None:
+        """Stop starting changes after a failure that every later change would repeat."""
+        with self._halt_lock:
+            if self._halt_reason:
+                return
+            self._halt_reason = (
+                f"not started because {change.action.value} of account {change.account!r} "
+                f"failed with an error that affects every account: {message}"
+            )
+        LOGGER.warning(
+            "stopping the apply: %s of account %s failed with an error that affects every "
+            "account, so no further change is started: %s",
+            change.action.value,
+            change.account,
+            message,
+        )
+
     def _stopping(self) -> bool:
         journal_failed = self._journal is not None and bool(self._journal.error)
-        return self.stop.is_set() or journal_failed
+        return self.stop.is_set() or journal_failed or bool(self._halt_reason)
 
     def _stop_reason(self) -> str:
         if self._journal is not None and self._journal.error:
             return f"the inventory could not be written: {self._journal.error}"
+        if self._halt_reason:
+            return self._halt_reason
         return "the apply was interrupted before this change started"
 
     def _record_not_attempted(self, index: int, change: Change, why: str) -> None:

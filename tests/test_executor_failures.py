@@ -8,6 +8,7 @@ import pytest
 
 from reconciler.errors import (
     LockError,
+    NylasAuthenticationError,
     NylasConnectionError,
     NylasCredentialsRejectedError,
     NylasInvalidRequestError,
@@ -16,10 +17,12 @@ from reconciler.errors import (
     NylasTimeoutError,
     ReconcilerError,
     SecretShapeError,
+    VaultAuthError,
     VaultPermissionError,
     VaultSealedError,
     VaultUnavailableError,
 )
+from reconciler.executor import ApplyOptions
 from reconciler.model import InventoryEntry, Outcome
 from tests.executor_support import World, account, change
 
@@ -169,3 +172,60 @@ def test_wrong_mailbox_counted(tmp_path: Path) -> None:
     world.apply([change(leyah)], [leyah])
 
     assert world.state.read().entries["leyah"].failures == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        *VAULT_OUTAGES,
+        VaultAuthError("Vault rejected the token on secret/data/nylas/user00"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_vault_outage_stops_apply(tmp_path: Path, error: ReconcilerError) -> None:
+    world = World(tmp_path)
+    accounts = [account(f"user{i:02d}") for i in range(10)]
+    for item in accounts:
+        world.mailbox(item)
+    world.secrets.read_error = error
+
+    result = world.apply([change(a) for a in accounts], accounts, ApplyOptions(parallelism=1))
+
+    assert result.count(Outcome.FAILED) == 1
+    assert result.count(Outcome.NOT_ATTEMPTED) == 9
+    assert len(world.secrets.reads) == 1
+    assert not result.interrupted
+    skipped = [item for item in result.results if item.outcome is Outcome.NOT_ATTEMPTED]
+    assert len({item.message for item in skipped}) == 1
+    assert "affects every account" in skipped[0].message
+    assert error.message in skipped[0].message
+
+
+def test_bad_api_key_stops_apply(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    accounts = [account(f"user{i:02d}") for i in range(5)]
+    for item in accounts:
+        token = world.mailbox(item)
+        world.grants.connect_errors[token] = NylasAuthenticationError(
+            "Nylas rejected the API key", status=401
+        )
+
+    result = world.apply([change(a) for a in accounts], accounts, ApplyOptions(parallelism=1))
+
+    assert len(world.grants.connects) == 1
+    assert result.count(Outcome.NOT_ATTEMPTED) == 4
+
+
+def test_rejected_credentials_do_not_stop_apply(tmp_path: Path) -> None:
+    """A provider's 401 to one account's credentials leaves the other accounts running."""
+    world = World(tmp_path)
+    bad, good = account("bad"), account("good")
+    token = world.mailbox(bad)
+    world.mailbox(good)
+    world.grants.connect_errors[token] = NylasCredentialsRejectedError(
+        "the provider rejected the credentials", status=401
+    )
+
+    result = world.apply([change(bad), change(good)], [bad, good], ApplyOptions(parallelism=1))
+
+    assert [item.outcome for item in result.results] == [Outcome.FAILED, Outcome.DONE]
