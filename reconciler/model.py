@@ -237,10 +237,29 @@ class Grant:
     created_at: int = 0
     updated_at: int | None = None
     credential_id: str | None = None
+    # The opaque `state` string of the connect that created or last re-authenticated the
+    # grant; grantctl sends `owner_state(lineage)` there to mark the inventory that owns it.
+    state: str | None = None
 
     @property
     def email_key(self) -> str:
         return self.email.casefold()
+
+    @property
+    def owner_lineage(self) -> str | None:
+        """Return the inventory lineage named by a grantctl `state`, or None for any other."""
+        if self.state is None or not self.state.startswith(OWNER_STATE_PREFIX):
+            return None
+        return self.state[len(OWNER_STATE_PREFIX) :] or None
+
+
+# Prefix of the `state` grantctl sends on every connect, followed by the inventory's lineage.
+OWNER_STATE_PREFIX = "grantctl:"
+
+
+def owner_state(lineage: str) -> str:
+    """Return the connect `state` that marks a grant as owned by the inventory `lineage`."""
+    return OWNER_STATE_PREFIX + lineage
 
 
 @dataclass(frozen=True)
@@ -364,6 +383,7 @@ class ErrorCode(str, enum.Enum):
     UNKNOWN_ACCOUNT = "unknown_account"
     EMAIL_CHANGED = "email_changed"
     UNMANAGED_DELETE = "unmanaged_delete"
+    OWNED_ELSEWHERE = "owned_elsewhere"
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,7 @@ def _plan_account(inputs: _Inputs, account: Account, draft: _Draft) -> None:
             entry,
             secret,
             inputs.index,
+            lineage=inputs.inventory.lineage,
             replace_names=inputs.options.replace,
             retry_quarantined=inputs.options.retry_quarantined,
         )

@@ -43,10 +43,14 @@ def decide_present(
     secret: SecretVersion,
     index: GrantIndex,
     *,
+    lineage: str,
     replace_names: Collection[str],
     retry_quarantined: bool,
 ) -> Decision:
     """Decide the change for an account with `ensure: present`.
+
+    `lineage` is the inventory's lineage: a grant that another inventory's connect marked as
+    its own is not adopted (see `_owned_elsewhere_error`).
 
     This runs once per account, so enum values are read as `_value_`, which skips the
     Python-level descriptor behind `.value` on Python 3.11.
@@ -66,6 +70,10 @@ def decide_present(
         change = _connect(account, entry, secret)
     else:
         known = entry if entry is not None and entry.grant_id == grant.id else None
+        if known is None and account.name not in replace_names:
+            error = _owned_elsewhere_error(account, grant, lineage)
+            if error is not None:
+                return Decision(error=error, grant=grant)
         reasons, error = _reconnect_reasons(account, known, grant, secret, replace_names)
         if error is not None:
             return Decision(error=error, grant=grant)
@@ -103,6 +111,28 @@ def _identity_error(account: Account, entry: InventoryEntry | None) -> PlanError
             "list the old name under `removed:` and add the new mailbox under a new name",
         )
     return None
+
+
+def _owned_elsewhere_error(account: Account, grant: Grant, lineage: str) -> PlanError | None:
+    """Return an error when another grantctl inventory's connect marked `grant` as its own.
+
+    Two manifests with separate states on one Nylas application would otherwise each adopt
+    the other's grants, and a later removal in either would delete them.
+    """
+    owner = grant.owner_lineage
+    if owner is None or owner == lineage:
+        return None
+    # NOTE: an unwritten state gets a new lineage on every read, so grants connected by an
+    # apply whose first state write failed look owned elsewhere; --replace recovers them.
+    return PlanError(
+        ErrorCode.OWNED_ELSEWHERE,
+        account.name,
+        f"Grant {grant.id} for {account.email} was connected by another grantctl inventory "
+        f"(lineage {owner}), not this one (lineage {lineage}), so it is not adopted.",
+        f"manage {account.name!r} from the manifest of inventory {owner} only, or take the "
+        f"grant over by reconnecting it (grantctl plan MANIFEST --replace {account.name}) and "
+        "then list it under `removed:` with `destroy: false` in the other manifest",
+    )
 
 
 def _duplicates_error(account: Account, matches: Sequence[Grant]) -> PlanError:

@@ -48,8 +48,10 @@ class GrantsAPI(Protocol):
         scopes: Sequence[str] = (),
         *,
         account: str = "",
+        state: str | None = None,
     ) -> ConnectResult:
-        """Create or re-authenticate a grant. `account` names the account in errors.
+        """Create or re-authenticate a grant. `account` names the account in errors, and
+        `state`, when given, is stored on the grant as its `state` field.
 
         Raises `NylasOutcomeUnknownError` when the request may have reached Nylas but no
         answer arrived; the caller re-lists the grant before sending again.

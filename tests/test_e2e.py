@@ -133,6 +133,36 @@ def test_existing_grant_is_adopted(scenario: Scenario) -> None:
     assert ids["ceo@example.com"] == existing["id"]
 
 
+def test_grant_of_other_inventory_not_adopted(scenario: Scenario, tmp_path: Path) -> None:
+    """A second manifest with its own state cannot adopt a grant the first one connected."""
+    apply_all(scenario)
+    owner = scenario.emulator.grants()[0]["state"]
+    assert isinstance(owner, str) and owner.startswith("grantctl:"), owner
+    other = Scenario(
+        scenario.openbao,
+        scenario.emulator,
+        tmp_path / "other",
+        prefix=scenario.prefix,
+        accounts=[dict(item) for item in scenario.accounts if item["name"] == "ceo"],
+    )
+    other.workdir.mkdir()
+    other.write_manifest()
+
+    planned = other.grantctl("plan", "grants.yaml", "--format", "json")
+    assert planned.returncode == 1, planned.stdout + planned.stderr
+    errors = [(error["code"], error["account"]) for error in json.loads(planned.stdout)["errors"]]
+    assert errors == [("owned_elsewhere", "ceo")]
+    refused = other.grantctl("apply", "grants.yaml", "--auto-approve")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+
+    assert other.planned("--replace", "ceo") == {"ceo": ("reconnect", "replace_requested")}
+    taken = other.grantctl("apply", "grants.yaml", "--replace", "ceo", "--auto-approve")
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    ceo = next(grant for grant in scenario.emulator.grants() if grant["email"] == "ceo@example.com")
+    assert ceo["state"] != owner, "the reconnect should mark the grant with the new owner"
+    assert other.planned() == {}
+
+
 def test_saved_plan_applies(scenario: Scenario) -> None:
     """A plan saved before any state exists applies exactly, without a prompt."""
     planned = scenario.subprocess("plan", "grants.yaml", "--out", "plan.json")

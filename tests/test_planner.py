@@ -130,6 +130,7 @@ def build_grant(item: dict[str, Any]) -> Grant:
         status=GrantStatus(item.get("status", "valid")),
         scopes=tuple(item.get("scopes", ())),
         updated_at=item.get("updated_at"),
+        state=item.get("state"),
     )
 
 
@@ -181,6 +182,9 @@ def test_planner_case(path: Path) -> None:
     for account, text in expect.get("messages_contain", {}).items():
         message = next(c.message for c in plan.changes if c.account == account)
         assert text in message, f"{account}: {text!r} not in {message!r}"
+    for account, text in expect.get("errors_contain", {}).items():
+        message = next(f"{e.message} {e.next_step}" for e in plan.errors if e.account == account)
+        assert text in message, f"{account}: {text!r} not in error {message!r}"
     for account, attributes in expect.get("after", {}).items():
         after = next(c.after for c in plan.changes if c.account == account)
         assert after is not None, f"{account}: no after"

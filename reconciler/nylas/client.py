@@ -123,8 +123,12 @@ class NylasClient:
         scopes: Sequence[str] = (),
         *,
         account: str = "",
+        state: str | None = None,
     ) -> ConnectResult:
         """Create or re-authenticate a grant with `POST /v3/connect/custom`.
+
+        `state`, when given, is sent as the request's `state`, which Nylas stores on the
+        grant and returns in every grant object.
 
         Raises `NylasOutcomeUnknownError` when the request may have reached Nylas but no
         usable response arrived; the caller looks the grant up before sending again.
@@ -134,7 +138,7 @@ class NylasClient:
             CONNECT_PATH,
             "connect",
             account=account,
-            content=_connect_body(provider, settings, scopes, account),
+            content=_connect_body(provider, settings, scopes, account, state),
         )
         response = self._sender.send(call)
         body = self._sender.json(response, call)
@@ -200,7 +204,11 @@ def _grant_path(grant_id: str) -> str:
 
 
 def _connect_body(
-    provider: str, settings: Mapping[str, Secret | str | int], scopes: Sequence[str], account: str
+    provider: str,
+    settings: Mapping[str, Secret | str | int],
+    scopes: Sequence[str],
+    account: str,
+    state: str | None,
 ) -> bytes:
     """Serialize the connect request; secrets are revealed only inside this function."""
     plain: dict[str, str | int] = {}
@@ -212,6 +220,8 @@ def _connect_body(
     body: dict[str, Any] = {"provider": provider, "settings": plain}
     if scopes:
         body["scope"] = list(scopes)
+    if state:
+        body["state"] = state
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -43,6 +43,7 @@ def parse_grant(data: object, *, request_id: str | None = None) -> Grant:
         created_at=_timestamp(data, "created_at", grant_id, request_id) or 0,
         updated_at=_timestamp(data, "updated_at", grant_id, request_id),
         credential_id=_text(data, "credential_id", grant_id, request_id) or None,
+        state=_text(data, "state", grant_id, request_id) or None,
     )
 
 
