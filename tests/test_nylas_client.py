@@ -173,6 +173,27 @@ def test_connect_sends_scope() -> None:
     assert result.created is False
 
 
+def test_connect_sends_and_parses_state() -> None:
+    grant = {**grant_json(), "state": "grantctl:lineage-1"}
+    harness = make_harness(httpx.Response(200, json={"request_id": "req-c", "data": grant}))
+    result = harness.client.connect(
+        "microsoft", {"refresh_token": Secret("rt-abcdef")}, state="grantctl:lineage-1"
+    )
+    body = json.loads(harness.script.requests[0].content)
+    assert body["state"] == "grantctl:lineage-1"
+    assert result.grant.state == "grantctl:lineage-1"
+    assert result.grant.owner_lineage == "lineage-1"
+
+
+def test_connect_without_state_omits_it() -> None:
+    harness = make_harness(httpx.Response(200, json={"request_id": "req-c", "data": grant_json()}))
+    result = harness.client.connect("microsoft", {"refresh_token": Secret("rt-abcdef")})
+    body = json.loads(harness.script.requests[0].content)
+    assert "state" not in body
+    assert result.grant.state is None
+    assert result.grant.owner_lineage is None
+
+
 def test_connect_rejects_non_numeric_port() -> None:
     harness = make_harness()
     with pytest.raises(SecretShapeError, match="imap_port"):
