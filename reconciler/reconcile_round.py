@@ -22,8 +22,9 @@ from reconciler.audit import AuditReport
 from reconciler.errors import ReconcilerError
 from reconciler.executor import ApplyOptions, apply_plan
 from reconciler.metrics import AccountHealth, AuditSummary
-from reconciler.model import ApplyResult, Grant, Plan
+from reconciler.model import ApplyResult, Grant, Outcome, Plan
 from reconciler.reconcile import RoundResult
+from reconciler.secrets import REDACTOR
 from reconciler.workflow import PlanInputs, audit_from_inputs, gather_inputs, plan_from_inputs
 from reconciler.workflow_clients import Clients, load_checked_manifest, open_clients
 from reconciler.workflow_settings import RunSettings
@@ -99,6 +100,7 @@ def run_round(
             plan = plan_from_inputs(manifest, inputs, settings.plan)
             _log_plan_errors(plan)
             result = _apply(applicable_part(plan), clients, inputs, stop)
+            _log_failed_changes(result)
         health_inputs: PlanInputs | None = inputs
         if result is not None and any(item.did_change for item in result.results):
             health_inputs = _gather_after_apply(clients)
@@ -158,3 +160,19 @@ def _log_plan_errors(plan: Plan) -> None:
                 error.message.rstrip("."),
                 error.next_step,
             )
+
+
+def _log_failed_changes(result: ApplyResult | None) -> None:
+    """Log one warning per failed change, because a controller has no one reading its output."""
+    if result is None:
+        return
+    for item in result.results:
+        if item.outcome is not Outcome.FAILED:
+            continue
+        LOG.warning(
+            "account %r: %s failed: %s (request id %s)",
+            item.account,
+            item.action.value,
+            REDACTOR.redact(item.message),
+            item.request_id or "none",
+        )

@@ -10,15 +10,24 @@ from reconciler.audit import AccountHealth as AuditAccount
 from reconciler.audit import AuditReport, Health
 from reconciler.model import (
     Action,
+    ApplyResult,
     Change,
+    ChangeResult,
     ErrorCode,
     Grant,
     GrantStatus,
+    Outcome,
     Plan,
     PlanError,
     Reason,
 )
-from reconciler.reconcile_round import _log_plan_errors, applicable_part, audit_summary
+from reconciler.reconcile_round import (
+    _log_failed_changes,
+    _log_plan_errors,
+    applicable_part,
+    audit_summary,
+)
+from reconciler.secrets import Secret
 
 
 def change(account: str, action: Action = Action.CONNECT) -> Change:
@@ -108,3 +117,27 @@ def test_plan_error_log_punctuation(caplog: pytest.LogCaptureFixture) -> None:
 
     assert "(not found); next step: store it" in caplog.text
     assert ".;" not in caplog.text
+
+
+def test_failed_change_logged(caplog: pytest.LogCaptureFixture) -> None:
+    secret = Secret("refresh-token-for-round-log")
+    failed = ChangeResult(
+        "leyah",
+        Action.RECONNECT,
+        Outcome.FAILED,
+        message=f"the provider rejected the credentials ({secret.reveal()})",
+        request_id="req-42",
+    )
+    done = ChangeResult("ines", Action.CONNECT, Outcome.DONE, message="grant g-1 is valid")
+    result = ApplyResult(results=(failed, done))
+
+    with caplog.at_level(logging.WARNING, logger="reconciler.reconcile_round"):
+        _log_failed_changes(result)
+
+    assert len(caplog.records) == 1
+    line = caplog.records[0].getMessage()
+    assert "'leyah'" in line
+    assert "reconnect failed" in line
+    assert "the provider rejected the credentials" in line
+    assert "request id req-42" in line
+    assert secret.reveal() not in line
