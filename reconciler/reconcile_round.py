@@ -24,6 +24,7 @@ from reconciler.executor import ApplyOptions, apply_plan
 from reconciler.metrics import AccountHealth, AuditSummary
 from reconciler.model import ApplyResult, Grant, Outcome, Plan
 from reconciler.reconcile import RoundResult
+from reconciler.render.common import quarantined_accounts
 from reconciler.secrets import REDACTOR
 from reconciler.workflow import PlanInputs, audit_from_inputs, gather_inputs, plan_from_inputs
 from reconciler.workflow_clients import Clients, load_checked_manifest, open_clients
@@ -99,6 +100,7 @@ def run_round(
             )
             plan = plan_from_inputs(manifest, inputs, settings.plan)
             _log_plan_errors(plan)
+            _log_quarantined(plan)
             result = _apply(applicable_part(plan), clients, inputs, stop)
             _log_failed_changes(result)
         health_inputs: PlanInputs | None = inputs
@@ -176,3 +178,25 @@ def _log_failed_changes(result: ApplyResult | None) -> None:
             REDACTOR.redact(item.message),
             item.request_id or "none",
         )
+
+
+# At most this many quarantined accounts are named in a round's warning, to keep it one line.
+MAX_QUARANTINED_NAMED = 20
+
+
+def _log_quarantined(plan: Plan) -> None:
+    """Warn every round about the accounts that the round skips because they are quarantined."""
+    names = quarantined_accounts(plan)
+    if not names:
+        return
+    shown = ", ".join(names[:MAX_QUARANTINED_NAMED])
+    if len(names) > MAX_QUARANTINED_NAMED:
+        shown += f" and {len(names) - MAX_QUARANTINED_NAMED} more"
+    noun = "account is" if len(names) == 1 else "accounts are"
+    LOG.warning(
+        "%d %s quarantined and skipped until a new Vault secret version is stored: %s; run "
+        "`grantctl audit MANIFEST` for details, or `grantctl plan MANIFEST --retry-quarantined`",
+        len(names),
+        noun,
+        shown,
+    )

@@ -7,6 +7,7 @@ review the diff.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -14,8 +15,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.model import Action, ErrorCode, Plan
+from reconciler.model import Action, Change, ErrorCode, Plan, Reason
 from reconciler.planfile import plan_to_document
+from reconciler.reconcile_round import _log_quarantined
 from reconciler.render.common import escape_markdown, summary_sentence
 from reconciler.render.plan_markdown import render_plan_markdown
 from reconciler.render.plan_text import render_plan_text
@@ -154,3 +156,40 @@ def test_markdown_no_changes() -> None:
     text = render_plan_markdown(in_sync_plan())
     assert "No changes. The grants match the manifest." in text
     assert "<details>" in text
+
+
+def _quarantined_plan(names: tuple[str, ...]) -> Plan:
+    changes = tuple(
+        Change(
+            account=name,
+            action=Action.NOOP,
+            reason=Reason.QUARANTINED,
+            message="Skipped: the account is quarantined after 3 failed applies.",
+            provider="microsoft",
+            email=f"{name}@example.com",
+        )
+        for name in names
+    )
+    return Plan(changes=changes)
+
+
+def test_quarantined_noops_not_in_sync() -> None:
+    plan = _quarantined_plan(("ines", "leyah"))
+    expected = "No changes to apply, but 2 accounts are quarantined"
+    for view in (render_plan_text(plan, color=False), render_plan_markdown(plan)):
+        assert "The grants match the manifest" not in view
+        assert expected in view
+        assert "--retry-quarantined" in view
+
+
+def test_quarantined_plan_exits_zero() -> None:
+    assert not _quarantined_plan(("leyah",)).has_changes
+
+
+def test_reconcile_logs_quarantined(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="reconciler.reconcile_round"):
+        _log_quarantined(_quarantined_plan(("ines", "leyah")))
+
+    assert len(caplog.records) == 1
+    assert "2 accounts are quarantined" in caplog.text
+    assert "ines, leyah" in caplog.text

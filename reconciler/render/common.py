@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from reconciler.model import Action, Change, Plan
+from reconciler.model import Action, Change, Plan, Reason
 
 # Terraform-like markers, one per action; no-ops are summarized, so they rarely show.
 SYMBOLS: Mapping[Action, str] = {
@@ -25,6 +25,28 @@ SYMBOLS: Mapping[Action, str] = {
 ACTION_ORDER = (Action.CONNECT, Action.RECONNECT, Action.ADOPT, Action.DELETE, Action.FORGET)
 
 NO_CHANGES = "No changes. The grants match the manifest."
+
+
+def quarantined_accounts(plan: Plan) -> list[str]:
+    """Return the accounts that `plan` skips because they are quarantined."""
+    return [change.account for change in plan.changes if change.reason is Reason.QUARANTINED]
+
+
+def no_changes_sentence(plan: Plan) -> str:
+    """Return the sentence for a plan without changes.
+
+    Quarantined accounts are skipped as no-ops, so their grants may well differ from the
+    manifest, and the sentence says so instead of claiming that everything matches.
+    """
+    quarantined = quarantined_accounts(plan)
+    if not quarantined:
+        return NO_CHANGES
+    count = len(quarantined)
+    subject = "1 account is" if count == 1 else f"{count} accounts are"
+    return (
+        f"No changes to apply, but {subject} quarantined: run `grantctl audit MANIFEST` "
+        "for details, or `grantctl plan MANIFEST --retry-quarantined`."
+    )
 
 
 def summary_sentence(plan: Plan) -> str:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from reconciler.model import Action, Change, Plan
 from reconciler.render.common import (
-    NO_CHANGES,
     SYMBOLS,
     escape_markdown,
+    no_changes_sentence,
     noop_breakdown,
     summary_sentence,
     version_transition,
@@ -89,7 +89,7 @@ def _header(plan: Plan) -> _Section:
         noun = "error" if count == 1 else "errors"
         lines += [f"> [!CAUTION]\n> The plan cannot be applied: {count} {noun}.", ""]
     elif not plan.has_changes:
-        lines += [NO_CHANGES, ""]
+        lines += [no_changes_sentence(plan), ""]
     if plan.partial:
         lines += ["> [!NOTE]\n> This plan is partial: --target/--exclude left accounts out.", ""]
     return _Section(head=lines)

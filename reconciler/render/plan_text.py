@@ -13,9 +13,9 @@ import click
 from reconciler.model import Action, Change, Plan
 from reconciler.planfile import attribute_diff
 from reconciler.render.common import (
-    NO_CHANGES,
     SYMBOLS,
     actions_used,
+    no_changes_sentence,
     noop_breakdown,
     summary_sentence,
     version_transition,
@@ -140,7 +140,7 @@ def _closing(plan: Plan, style: Styler) -> list[str]:
     lines: list[str] = []
     # With errors the grants may well differ from the manifest, so the sentence would lie.
     if not plan.has_changes and not plan.errors:
-        lines.append(NO_CHANGES)
+        lines.append(no_changes_sentence(plan))
     summary = summary_sentence(plan)
     if plan.count(Action.DELETE):
         summary = style(summary, bold=True)
