@@ -294,7 +294,7 @@ def _plan_inventory_only(inputs: _Inputs, selected: set[str], draft: _Draft) -> 
         entry = inventory.entries[name]
         grant = index.by_id.get(entry.grant_id)
         change = decide_inventory_only(entry, removed.get(name), grant)
-        draft.observations.append(_observe_entry(entry, grant))
+        draft.observations.append(_observe_entry(entry, grant, inputs.secrets.get(name)))
         if change.action is Action.DELETE and entry.protect:
             draft.errors.append(protected_delete_error(name, entry.grant_id, change.reason))
             draft.blocked_deletes.append(name)
@@ -308,11 +308,15 @@ def _plan_inventory_only(inputs: _Inputs, selected: set[str], draft: _Draft) -> 
             )
 
 
-def _observe_entry(entry: InventoryEntry, grant: Grant | None) -> Observation:
+def _observe_entry(
+    entry: InventoryEntry, grant: Grant | None, secret: SecretVersion | None
+) -> Observation:
+    # Apply reads the metadata of inventory-only entries too, so the stale-plan check
+    # compares this version with the current one.
     return Observation(
         account=entry.name,
         vault_path=entry.vault_path,
-        vault_version=None,
+        vault_version=secret.version if secret else None,
         grant_id=grant.id if grant else None,
         grant_status=grant.status.value if grant else None,
         grant_updated_at=grant.updated_at if grant else None,

@@ -119,6 +119,20 @@ def test_removed_account_deletes(scenario: Scenario) -> None:
     assert "ceo@example.com" not in scenario.grant_emails()
 
 
+def test_saved_plan_forgets_removed_account(scenario: Scenario) -> None:
+    """A saved plan that forgets a removed account whose secret still exists applies."""
+    apply_all(scenario)
+    scenario.accounts = [item for item in scenario.accounts if item["name"] != "ceo"]
+    scenario.removed = [{"name": "ceo", "destroy": False}]
+    scenario.write_manifest()
+    planned = scenario.grantctl("plan", "grants.yaml", "--out", "plan.json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    applied = scenario.grantctl("apply", "plan.json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "ceo@example.com" in scenario.grant_emails()
+    assert scenario.planned() == {}
+
+
 def test_existing_grant_is_adopted(scenario: Scenario) -> None:
     """A matching grant that exists before the first apply is adopted, not re-created."""
     existing = scenario.emulator.add_grant(
