@@ -24,6 +24,7 @@ from reconciler.commands.options import (
     vault_flags,
     vault_options,
 )
+from reconciler.commands.outputs import check_output_paths
 from reconciler.logging_setup import LOGGER_NAME
 from reconciler.metrics import ReconcileCounters, write_metrics_file
 from reconciler.reconcile import LOG as LOOP_LOG
@@ -102,6 +103,7 @@ def reconcile_command(
     outages are retried with backoff. Exit 0 when stopped by a signal; with --once, the
     round's exit code.
     """
+    check_output_paths({"--metrics-file": metrics_file}, manifest_path=manifest)
     interval_s = parse_interval(interval)
     jitter_fraction = parse_jitter(jitter)
     settings = RunSettings(

@@ -20,6 +20,7 @@ from reconciler.commands.options import (
     vault_flags,
     vault_options,
 )
+from reconciler.commands.outputs import check_output_paths
 from reconciler.errors import ReconcilerError
 from reconciler.metrics import write_metrics_file
 from reconciler.model import Grant
@@ -83,6 +84,9 @@ def audit_command(
     yet sent, unmanaged grants and the like; --fail-on narrows which), 1 on errors.
     """
     drift_statuses = parse_fail_on(fail_on) if fail_on else frozenset(DRIFT_STATUSES)
+    check_output_paths(
+        {"--json-out": json_out, "--metrics-file": metrics_file}, manifest_path=manifest
+    )
     settings = RunSettings(vault=vault_flags(params), client=client_flags(params))
     started = time.monotonic()
     report, grants = run_audit_with_grants(manifest, settings)

@@ -22,6 +22,7 @@ from reconciler.commands.options import (
     vault_flags,
     vault_options,
 )
+from reconciler.commands.outputs import check_output_paths
 from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.model import Plan
 from reconciler.planfile import write_plan_file
@@ -77,6 +78,7 @@ def plan_command(
     **params: Any,
 ) -> int:
     """Show the changes that would make the grants match MANIFEST; change nothing."""
+    check_output_paths({"--out": out}, manifest_path=manifest, plan_out_flag="--out")
     settings = RunSettings(
         vault=vault_flags(params), client=client_flags(params), plan=plan_flags(params)
     )
@@ -141,6 +143,7 @@ def apply_command(
     **params: Any,
 ) -> int:
     """Apply SOURCE: a manifest (plan, confirm, apply) or a plan file saved by `plan --out`."""
+    _check_events_path(source, events, manifest_override)
     settings = RunSettings(
         vault=vault_flags(params),
         client=client_flags(params),
@@ -161,3 +164,27 @@ def apply_command(
         else:
             result = apply_manifest(source, settings, ui)
     return apply_exit_code(result)
+
+
+def _check_events_path(source: str, events: str | None, manifest_override: str | None) -> None:
+    if events is None:
+        return
+    if not is_plan_file(source):
+        check_output_paths({"--events": events}, manifest_path=source)
+        return
+    check_output_paths(
+        {"--events": events},
+        manifest_path=manifest_override or _manifest_of_plan(source),
+        inputs={f"the plan file {source}": source},
+    )
+
+
+def _manifest_of_plan(path: str) -> str | None:
+    """Return the manifest path a saved plan names, or None when it cannot be read."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    manifest = document.get("manifest") if isinstance(document, dict) else None
+    manifest_path = manifest.get("path") if isinstance(manifest, dict) else None
+    return manifest_path if isinstance(manifest_path, str) else None
