@@ -9,6 +9,7 @@ about what drift is. It performs no I/O; `reconciler.workflow` gathers the input
 from __future__ import annotations
 
 import enum
+import shlex
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -181,6 +182,7 @@ def make_audit(
             entry=entry,
             grant=grants_by_id.get(change.grant_id or ""),
             secret=secrets.get(change.account),
+            manifest_path=manifest.path,
         )
         accounts.append(_describe(change, health, problems, facts))
 
@@ -215,6 +217,7 @@ class _Facts:
     entry: InventoryEntry | None
     grant: Grant | None
     secret: SecretVersion | None
+    manifest_path: str
 
 
 def _describe(
@@ -314,13 +317,17 @@ _DETAIL_BUILDERS: Mapping[Health, Callable[[Change, _Facts], str]] = {
 def _next_step(change: Change, health: Health, facts: _Facts) -> str:
     if health is Health.HEALTHY:
         return ""
+    manifest = shlex.quote(facts.manifest_path)
     if change.action is Action.NOOP:
         secret = f"{facts.secret.path!r}" if facts.secret is not None else "the account's secret"
         return (
             f"fix the cause of the last error, then store a new version of {secret} "
-            "or run `grantctl apply --retry-quarantined`"
+            f"or run `grantctl apply {manifest} --retry-quarantined`"
         )
-    return f"review the {change.action.value} with `grantctl plan`, then run `grantctl apply`"
+    return (
+        f"review the {change.action.value} with `grantctl plan {manifest}`, then run "
+        f"`grantctl apply {manifest}`"
+    )
 
 
 def _describe_error_only(

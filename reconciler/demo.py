@@ -226,9 +226,10 @@ def run_steps(world: DemoWorld) -> None:
 def _first_plan_and_apply(world: DemoWorld, present: set[str]) -> None:
     say(
         "Step 1: plan",
-        """`grantctl plan` compares the manifest with what Nylas holds and prints what apply
-        would do, without changing anything. Nylas holds no grants yet, so every mailbox
-        should be connected. `--out` saves the plan so that exactly this plan is applied.""",
+        """`grantctl plan grants.yaml` compares the manifest with what Nylas holds and prints
+        what apply would do, without changing anything. Nylas holds no grants yet, so every
+        mailbox should be connected. `--out` saves the plan so that exactly this plan is
+        applied.""",
     )
     completed = world.grantctl("plan", "grants.yaml", "--out", "plan.json", "--detailed-exitcode")
     expect_exit(completed, EXIT_CHANGES, "plan with changes")
@@ -290,8 +291,8 @@ def _rotate_and_expire(world: DemoWorld, rotated: Account, expired: Account) -> 
 def _audit(world: DemoWorld, step: str, expectation: str) -> None:
     say(
         step,
-        f"""`grantctl audit` is the read-only health check a schedule runs: exit 0 when
-        healthy, 2 on drift, 1 on errors. {expectation}""",
+        f"""`grantctl audit grants.yaml` is the read-only health check a schedule runs: exit 0
+        when healthy, 2 on drift, 1 on errors. {expectation}""",
     )
     expect_exit(world.grantctl("audit", "grants.yaml"), EXIT_OK, "audit (healthy)")
 

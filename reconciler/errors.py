@@ -9,6 +9,7 @@ bug and is reported as one, without a secret.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,9 +64,13 @@ class ManifestError(ReconcilerError):
         noun = "error" if count == 1 else "errors"
         lines = [f"manifest is invalid ({count} {noun}):"]
         lines += [f"  {diagnostic}" for diagnostic in self.diagnostics]
-        super().__init__(
-            "\n".join(lines), hint=hint or "fix the manifest and run `grantctl validate`"
-        )
+        super().__init__("\n".join(lines), hint=hint or _validate_hint(self.diagnostics))
+
+
+def _validate_hint(diagnostics: Sequence[Diagnostic]) -> str:
+    files = sorted({diagnostic.file for diagnostic in diagnostics})
+    target = shlex.quote(files[0]) if len(files) == 1 else "MANIFEST"
+    return f"fix the manifest and run `grantctl validate {target}`"
 
 
 class VaultError(ReconcilerError):

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_RERUN = "run `grantctl plan --out FILE` again and apply the new file"
+_RERUN = "run `grantctl plan MANIFEST --out PLAN` again and apply the new file"
 
 
 class PlanFileError(ReconcilerError):

@@ -8,14 +8,13 @@ difference, not just the first. Nothing here performs I/O.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.errors import StalePlanError
 from reconciler.grammar import plural
 from reconciler.model import Grant, Inventory, SecretVersion
-
-_HINT = "run `grantctl plan` again, review the new plan, and apply that one"
 
 
 def check_plan_is_current(
@@ -25,13 +24,18 @@ def check_plan_is_current(
     inventory: Inventory,
     secrets: Mapping[str, SecretVersion],
     grants: Sequence[Grant],
+    manifest_path: str | None = None,
+    plan_path: str | None = None,
 ) -> None:
     """Raise `StalePlanError` naming everything that moved since the plan was made.
 
     `secrets` maps account names to their current Vault metadata; an account missing from
     it is not compared, so apply may omit accounts whose secret it does not read.
+    `manifest_path` is the manifest apply read (default: the one the plan records) and
+    `plan_path` the plan file; both go into the message and its next step.
     """
-    moved = _manifest_moved(document, manifest_digest)
+    manifest_path = manifest_path or document["manifest"]["path"]
+    moved = _manifest_moved(document, manifest_digest, manifest_path)
     moved += _inventory_moved(document, inventory)
     by_id = {grant.id: grant for grant in grants}
     for observation in document["observations"]:
@@ -43,17 +47,20 @@ def check_plan_is_current(
         lines = "\n".join(f"  - {line}" for line in moved)
         raise StalePlanError(
             f"The saved plan is stale: {count} {noun} changed since it was made.\n{lines}",
-            hint=_HINT,
+            hint=(
+                f"run `grantctl plan {shlex.quote(manifest_path)} --out "
+                f"{shlex.quote(plan_path or 'PLAN')}` again, review the new plan, and apply "
+                "that one"
+            ),
         )
 
 
-def _manifest_moved(document: Mapping[str, Any], digest: str) -> list[str]:
+def _manifest_moved(document: Mapping[str, Any], digest: str, manifest_path: str) -> list[str]:
     planned = document["manifest"]["digest"]
     if planned == digest:
         return []
     return [
-        f"the manifest {document['manifest']['path']!r} changed (digest {_short(planned)} -> "
-        f"{_short(digest)})"
+        f"the manifest {manifest_path!r} changed (digest {_short(planned)} -> {_short(digest)})"
     ]
 
 

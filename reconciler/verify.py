@@ -127,7 +127,7 @@ def _send(
     assert unknown is not None  # the loop runs at least once
     raise ConnectFailedError(
         f"the outcome was unknown {MAX_CONNECT_ATTEMPTS} times, and no grant for "
-        f"{account.email} changed: {unknown.detail}. Run `grantctl plan` to see the "
+        f"{account.email} changed: {unknown.detail}. Run `grantctl plan MANIFEST` to see the "
         "account's state",
         request_id=unknown.request_id,
     ) from unknown
@@ -190,7 +190,7 @@ def _find_sent_grant(
     except NylasError as error:
         raise ConnectFailedError(
             f"the outcome was unknown, and listing the grants of {account.email} to decide "
-            f"failed: {error.detail}. Run `grantctl plan` to see the account's state",
+            f"failed: {error.detail}. Run `grantctl plan MANIFEST` to see the account's state",
             request_id=error.request_id,
         ) from error
     observed_updated_at = observed.grant_updated_at if observed else None

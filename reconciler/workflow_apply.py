@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,10 +100,14 @@ def apply_saved_plan(
     `terraform apply PLANFILE`. Raises `StalePlanError` when the world moved since.
     """
     if settings.plan != PlanFlags():
+        manifest_argument = shlex.quote(manifest_path) if manifest_path else "MANIFEST"
         raise ConfigError(
             "plan flags such as --target, --replace or --allow-deletes cannot be used with a "
             "plan file",
-            hint="pass them to `grantctl plan --out FILE` instead, then apply that file",
+            hint=(
+                f"pass them to `grantctl plan {manifest_argument} --out {shlex.quote(plan_path)}` "
+                "instead, then apply that file"
+            ),
         )
     document = read_plan_file(plan_path)
     manifest = load_checked_manifest(manifest_path or document["manifest"]["path"])
@@ -117,6 +122,8 @@ def apply_saved_plan(
             inventory=inputs.inventory,
             secrets=inputs.secrets,
             grants=inputs.grants,
+            manifest_path=manifest.path,
+            plan_path=plan_path,
         )
         plan = document_to_plan(document)
         ui.show_plan(plan)
@@ -158,6 +165,9 @@ def _execute(
         raise InterruptedRunError(
             "apply was interrupted: changes in flight finished and were recorded, the rest "
             "were not attempted",
-            hint="run `grantctl plan` to see what remains, then apply again",
+            hint=(
+                f"run `grantctl plan {shlex.quote(manifest.path)}` to see what remains, then "
+                "apply again"
+            ),
         )
     return result

@@ -190,7 +190,7 @@ def test_text_view_lines() -> None:
     text = render_audit_text(drifted_report())
 
     assert "alice  invalid" in text
-    assert "next step: review the reconnect with `grantctl plan`" in text
+    assert "next step: review the reconnect with `grantctl plan grants.yaml`" in text
     assert "g9  google  stranger@example.com" in text
     assert text.endswith("0 of 1 accounts healthy, 1 invalid, 1 unmanaged grant.")
 

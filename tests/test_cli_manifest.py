@@ -115,7 +115,7 @@ def test_fmt_check_reports_each_file(tmp_path: Path, formatted_text: str) -> Non
     assert result.exit_code == 1
     assert f"{unordered} is not formatted; run `grantctl fmt {unordered}`." in result.stderr
     assert str(clean) not in result.stderr
-    assert "1 of 2 manifests failed `grantctl fmt --check`." in result.stderr
+    assert "1 of 2 manifests failed the format check." in result.stderr
     assert unordered.read_text(encoding="utf-8") == UNORDERED_MANIFEST
 
 

@@ -94,7 +94,7 @@ class ConsoleApplyUI:
         if self.output_format == "json":
             raise ApprovalError(
                 "apply --format json cannot ask for approval",
-                hint="review the plan with `grantctl plan`, then pass --auto-approve",
+                hint="review the plan with `grantctl plan MANIFEST`, then pass --auto-approve",
             )
         if not sys.stdin.isatty():
             raise ApprovalError(

@@ -7,6 +7,7 @@ file is checked and reported on its own, and the command exits 1 when any file f
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def fmt_command(*, manifests: tuple[str, ...], check: bool) -> int:
     def format_one(manifest: str) -> bool:
         return _format_file(manifest, check=check)
 
-    check_name = "`grantctl fmt --check`" if check else "formatting"
+    check_name = "the format check" if check else "formatting"
     return _check_each(manifests, format_one, check_name=check_name)
 
 
@@ -103,7 +104,9 @@ def _format_file(manifest: str, *, check: bool) -> bool:
     if formatted == text:
         return True
     if check:
-        click.echo(f"{manifest} is not formatted; run `grantctl fmt {manifest}`.", err=True)
+        click.echo(
+            f"{manifest} is not formatted; run `grantctl fmt {shlex.quote(manifest)}`.", err=True
+        )
         return False
 
     _replace_file(path, formatted)
@@ -121,5 +124,8 @@ def _replace_file(path: Path, text: str) -> None:
         temporary.unlink(missing_ok=True)
         raise ConfigError(
             f"cannot write {path}: {error}",
-            hint=f"make {path.parent} writable, or run `grantctl fmt --check` to only check",
+            hint=(
+                f"make {path.parent} writable, or run "
+                f"`grantctl fmt --check {shlex.quote(str(path))}` to only check"
+            ),
         ) from error

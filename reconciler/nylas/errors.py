@@ -57,7 +57,7 @@ PROVIDER_RATE_LIMIT_HINT = (
 )
 UNKNOWN_OUTCOME_HINT = (
     "the grant may exist now: grantctl looks it up by email before sending again, and "
-    "`grantctl plan` shows the current state"
+    "`grantctl plan MANIFEST` shows the current state"
 )
 
 
@@ -162,7 +162,7 @@ _BY_STATUS: dict[int, tuple[type[NylasError], str, str]] = {
     404: (
         NylasNotFoundError,
         "not found",
-        "the grant was deleted outside grantctl: run `grantctl plan` again",
+        "the grant was deleted outside grantctl: run `grantctl plan MANIFEST` again",
     ),
 }
 _BY_STATUS[422] = _BY_STATUS[400]

@@ -74,7 +74,7 @@ class LockHoldingBackend(abc.ABC):
             raise LockError(
                 f"state lock {self._held_lock_id} on {self.lock_location} was taken over or "
                 f"force-unlocked ({holder}); this run stopped writing the state",
-                hint="run `grantctl plan` again once the other run has finished",
+                hint="run `grantctl plan MANIFEST` again once the other run has finished",
             )
 
 
@@ -88,12 +88,12 @@ def check_write_base(stored: Inventory | None, inventory: Inventory, *, where: s
         raise StateConflictError(
             f"{where} has lineage {stored.lineage}, but the inventory being written has "
             f"lineage {inventory.lineage}: it was replaced by another state",
-            hint="run `grantctl plan` again against the current state",
+            hint="run `grantctl plan MANIFEST` again against the current state",
         )
     stored_serial = 0 if stored is None else stored.serial
     if stored_serial != inventory.serial:
         raise StateConflictError(
             f"{where} is at serial {stored_serial}, but this run read serial "
             f"{inventory.serial}: another run wrote the state meanwhile",
-            hint="run `grantctl plan` again to see the current state",
+            hint="run `grantctl plan MANIFEST` again to see the current state",
         )

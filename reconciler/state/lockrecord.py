@@ -187,8 +187,9 @@ def acquire_waiting(
             raise LockError(
                 f"state {where} is locked{waited}: {describe_holder(holder)}",
                 hint=(
-                    "wait for that run to finish (or pass a lock timeout); if its process is "
-                    f"gone, run `grantctl force-unlock {holder.get('id')}`"
+                    "wait for that run to finish, or pass `--lock-timeout SECONDS` to wait for "
+                    "it; if its process is gone, run "
+                    f"`grantctl force-unlock {holder.get('id')} MANIFEST`"
                 ),
             )
         time.sleep(min(LOCK_POLL_INTERVAL_S, remaining))

@@ -188,7 +188,7 @@ class VaultStateBackend(LockHoldingBackend):
                 raise StateConflictError(
                     f"Vault state {self.mount}/{self.path} changed while this run wrote it "
                     f"(check-and-set on version {version} failed)",
-                    hint="run `grantctl plan` again to see the current state",
+                    hint="run `grantctl plan MANIFEST` again to see the current state",
                 )
             self._known = (written.lineage, written.serial, new_version)
             return written
@@ -286,6 +286,6 @@ class VaultStateBackend(LockHoldingBackend):
         if not self._tombstone(lock_id, version):
             raise LockError(
                 f"the lock on {where} changed while it was being force-unlocked",
-                hint="run `grantctl force-unlock` again with the id now shown",
+                hint="run `grantctl force-unlock LOCK_ID MANIFEST` again with the id shown above",
             )
         LOGGER.warning("force-unlocked %s: removed %s", where, describe_holder(existing))

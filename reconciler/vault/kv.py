@@ -23,7 +23,7 @@ from reconciler.vault.session import VaultSession
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARALLELISM = 10
-RERUN_PLAN_HINT = "run `grantctl plan` again so the plan pins the secret's current version"
+RERUN_PLAN_HINT = "run `grantctl plan MANIFEST` again to pin the secret's current version"
 
 
 class VaultSecretStore:
