@@ -1,4 +1,7 @@
-"""`grantctl demo`: a guided walk through plan, apply, rotation, expiry and audit.
+"""`grantctl demo`: a guided walk through an account's life with plan, apply and audit.
+
+The demo adopts grants made by hand, connects the other mailboxes, reconnects after a
+rotation and an expiry, then retires two mailboxes: one grant deleted, one kept.
 
 Everything runs on this machine: a throwaway OpenBao dev server replaces Vault and the
 in-process emulator replaces the Nylas API, both on loopback. Each step runs the real
@@ -150,10 +153,11 @@ def demo_world() -> Iterator[DemoWorld]:
     """Start OpenBao and the emulator with fake mailboxes; stop both on any exit."""
     with tempfile.TemporaryDirectory(prefix="grantctl-demo-") as temporary:
         workdir = Path(temporary)
-        # The manifest is copied so the local state file lands in the temporary
-        # directory and the repository is never written to.
+        # The manifest is written into the temporary directory, so the local state file
+        # lands there too and the repository is never written to.
         manifest_path = workdir / "grants.yaml"
-        shutil.copyfile(find_example_manifest(), manifest_path)
+        example = find_example_manifest().read_text(encoding="utf-8")
+        manifest_path.write_text(earlier_manifest_text(example), encoding="utf-8")
         manifest = load_manifest(str(manifest_path))
         openbao = DemoOpenBao(workdir)
         api_key = "nyk_demo_" + secrets.token_hex(16)
@@ -175,22 +179,76 @@ def demo_world() -> Iterator[DemoWorld]:
             click.echo("\nStopped OpenBao and the Nylas emulator.")
 
 
+# The two mailboxes examples/grants.yaml retires, and the edits that undo the retirement.
+RETIRED = "interns"
+REMOVED = "contractor-2025"
+_RETIRED_LINE = "    ensure: absent\n"
+_REMOVED_ACCOUNT = f"""  - name: {REMOVED}
+    email: {REMOVED}@example.com
+    secret: {REMOVED}
+"""
+
+
+def earlier_manifest_text(example: str) -> str:
+    """Return the example manifest as it stood before `interns` and `contractor-2025` left.
+
+    Then `interns` had no `ensure: absent` yet and `contractor-2025` was an account rather
+    than an entry under `removed:`, the file's last section.
+    """
+    if example.count(_RETIRED_LINE) != 1 or example.count("\nremoved:\n") != 1:
+        raise ConfigError(
+            f"{EXAMPLE_MANIFEST} no longer has exactly one `ensure: absent` account and a "
+            "final `removed:` section, which the demo rewrites",
+            hint="update reconciler/demo.py together with the example manifest",
+        )
+    without_absent = example.replace(_RETIRED_LINE, "")
+    accounts = without_absent[: without_absent.index("\nremoved:\n")]
+    return f"{accounts.rstrip()}\n\n{_REMOVED_ACCOUNT}"
+
+
 def store_mailboxes(world: DemoWorld) -> None:
-    """Write each present account's fake credentials to OpenBao and teach them to the emulator."""
+    """Write every account's fake credentials to OpenBao and teach them to the emulator.
+
+    `interns` and `contractor-2025` also get a grant made "by hand", which step 1 adopts.
+    """
     manifest = world.manifest
     say(
         "Storing the mailboxes' credentials",
-        f"""The manifest ({EXAMPLE_MANIFEST}) lists {len(manifest.accounts)} mailboxes. For each
-        one that must be connected, the demo makes up a fake credential, stores it in OpenBao
-        under {manifest.vault.mount}/{manifest.vault.path_prefix}/<name>, and tells the emulator
-        which mailbox that credential opens, as Google or Microsoft would.""",
+        f"""The repository's manifest ({EXAMPLE_MANIFEST}) lists 8 mailboxes. The demo starts
+        from an earlier version of that file, written as grants.yaml, from before two
+        mailboxes were retired: there {RETIRED} is still in use (no `ensure: absent` yet),
+        and {REMOVED} is still an account (not yet an entry under `removed:`). For each of
+        its {len(manifest.accounts)} mailboxes the demo makes up a fake credential, stores it
+        in OpenBao under {manifest.vault.mount}/{manifest.vault.path_prefix}/<name>, and tells
+        the emulator which mailbox that credential opens, as Google or Microsoft would.""",
     )
     world.openbao.prepare_mount(manifest)
-    for account in present_accounts(manifest):
+    for account in manifest.accounts:
         credentials = fake_credentials(account)
         world.openbao.put_secret(manifest, account.secret_path, credentials)
         world.emulator.add_identity(**identity_for(account, credentials))
         click.echo(f"  {account.name:<16} {account.provider.value:<10} {account.email}")
+    click.echo(
+        f"  {RETIRED} and {REMOVED} were connected by hand before the team used grantctl, so"
+        "\n  Nylas already holds their two grants:"
+    )
+    for name in (RETIRED, REMOVED):
+        account = _account(manifest, name)
+        identity = identity_for(account, fake_credentials(account))
+        grant = world.emulator.add_grant(
+            provider=account.provider.value, email=account.email, scopes=identity["scopes"]
+        )
+        click.echo(f"  {name:<16} grant {grant['id']}")
+
+
+def _account(manifest: Manifest, name: str) -> Account:
+    account = manifest.account(name)
+    if account is None:
+        raise ConfigError(
+            f"{EXAMPLE_MANIFEST} has no account {name!r}, which the demo retires",
+            hint="update reconciler/demo.py together with the example manifest",
+        )
+    return account
 
 
 def rotate_token(world: DemoWorld, account: Account) -> None:
@@ -214,26 +272,52 @@ def pick_accounts(manifest: Manifest) -> tuple[Account, Account]:
 
 def run_steps(world: DemoWorld) -> None:
     """Run every step of the walk-through; raise `DemoExpectationError` at the first surprise."""
-    present = {account.name for account in present_accounts(world.manifest)}
     store_mailboxes(world)
-    _first_plan_and_apply(world, present)
-    _audit(world, "Step 3: audit", "Nothing changed since the apply: all should be healthy.")
+    _first_plan_and_apply(world)
+    total = len(world.manifest.accounts)
+    _audit(
+        world,
+        "Step 3: audit",
+        f"Nothing changed since the apply, so all {total} accounts should be healthy.",
+        EXIT_OK,
+    )
     rotated, expired = pick_accounts(world.manifest)
     _rotate_and_expire(world, rotated, expired)
-    _audit(world, "Step 7: audit", "The reconnects are done: all should be healthy again.")
+    _audit(
+        world,
+        "Step 7: audit",
+        "The reconnects are done, so all accounts should be healthy again.",
+        EXIT_OK,
+    )
+    _retire(world)
+    _audit(
+        world,
+        "Step 10: audit",
+        f"""Account {RETIRED} shows as healthy: it is marked `ensure: absent` and has no grant, as
+        the manifest asks. The grant of {REMOVED} is still in Nylas, as `destroy: false`
+        asked, but no account manages it any more, so audit lists it as an unmanaged grant
+        and exits 2 until someone deletes it in the Nylas dashboard. The warning says that
+        the `removed:` entry has done its job: grantctl no longer manages {REMOVED}, so the
+        entry can be deleted from the manifest.""",
+        EXIT_CHANGES,
+    )
 
 
-def _first_plan_and_apply(world: DemoWorld, present: set[str]) -> None:
+def _first_plan_and_apply(world: DemoWorld) -> None:
+    accounts = world.manifest.accounts
+    others = len(accounts) - 2
     say(
         "Step 1: plan",
-        """`grantctl plan grants.yaml` compares the manifest with what Nylas holds and prints
-        what apply would do, without changing anything. Nylas holds no grants yet, so every
-        mailbox should be connected. `--out` saves the plan so that exactly this plan is
-        applied.""",
+        f"""`grantctl plan grants.yaml` compares the manifest with what Nylas holds and prints
+        what apply would do, without changing anything. The {others} mailboxes without a
+        grant should be connected. The two hand-made grants should be adopted: recorded in
+        grantctl's inventory without any call to Nylas. `--out` saves the plan so that
+        exactly this plan is applied.""",
     )
     completed = world.grantctl("plan", "grants.yaml", "--out", "plan.json", "--detailed-exitcode")
     expect_exit(completed, EXIT_CHANGES, "plan with changes")
-    expected = dict.fromkeys(present, ("connect", "not_connected"))
+    expected = {account.name: ("connect", "not_connected") for account in accounts}
+    expected[RETIRED] = expected[REMOVED] = ("adopt", "grant_not_in_inventory")
     plan_text = (world.workdir / "plan.json").read_text(encoding="utf-8")
     expect_actions(plan_actions(plan_text), expected)
 
@@ -242,13 +326,13 @@ def _first_plan_and_apply(world: DemoWorld, present: set[str]) -> None:
         """`grantctl apply plan.json` first checks that nothing moved since the plan was made,
         then reads each credential from OpenBao at the version the plan pinned. It sends each
         one to Nylas once (POST /v3/connect/custom), checks the grant that comes back, and
-        records it in the inventory (here a local state file).""",
+        records it in the inventory (here a local state file beside the manifest).""",
     )
     expect_exit(world.grantctl("apply", "plan.json"), EXIT_OK, "apply")
     grants = world.emulator.grants()
-    if len(grants) != len(present):
+    if len(grants) != len(accounts):
         raise DemoExpectationError(
-            "grants in the emulator", f"{len(present)} grants", f"{len(grants)}"
+            "grants in the emulator", f"{len(accounts)} grants", f"{len(grants)}"
         )
 
 
@@ -267,7 +351,7 @@ def _rotate_and_expire(world: DemoWorld, rotated: Account, expired: Account) -> 
         "Step 5: plan again",
         f"""grantctl notices both: {rotated.name} must be reconnected because Vault holds a
         newer secret than the one last sent (secret_rotated), and {expired.name} because its
-        grant is invalid (grant_invalid). Everything else is in sync.""",
+        grant is invalid (grant_invalid). Every other account is in sync.""",
     )
     completed = world.grantctl("plan", "grants.yaml", "--out", "plan2.json", "--detailed-exitcode")
     expect_exit(completed, EXIT_CHANGES, "plan with changes")
@@ -288,13 +372,48 @@ def _rotate_and_expire(world: DemoWorld, rotated: Account, expired: Account) -> 
     expect_exit(world.grantctl("apply", "grants.yaml", "--auto-approve"), EXIT_OK, "apply")
 
 
-def _audit(world: DemoWorld, step: str, expectation: str) -> None:
+def _retire(world: DemoWorld) -> None:
+    say(
+        "Step 8: retire two mailboxes",
+        f"""A pull request brings grants.yaml to the repository's version of
+        {EXAMPLE_MANIFEST}: {RETIRED} gets `ensure: absent`, and {REMOVED} moves from
+        `accounts:` to `removed:` with `destroy: false`. The plan should delete the grant of
+        {RETIRED} (revoke it in Nylas) and forget {REMOVED}: drop it from the inventory but
+        leave its grant in Nylas. Forget is the action the earlier plans counted as
+        "0 to forget". An account deleted from the manifest without a `removed:` entry would
+        have its grant deleted instead.""",
+    )
+    shutil.copyfile(find_example_manifest(), world.manifest_path)
+    completed = world.grantctl("plan", "grants.yaml", "--out", "plan3.json", "--detailed-exitcode")
+    expect_exit(completed, EXIT_CHANGES, "plan with changes")
+    expected = {
+        RETIRED: ("delete", "ensure_absent"),
+        REMOVED: ("forget", "removed_keep_grant"),
+    }
+    expect_actions(
+        plan_actions((world.workdir / "plan3.json").read_text(encoding="utf-8")), expected
+    )
+
+    say("Step 9: apply the saved plan", "Apply revokes one grant and forgets the other.")
+    expect_exit(world.grantctl("apply", "plan3.json"), EXIT_OK, "apply")
+    emails = {str(grant["email"]) for grant in world.emulator.grants()}
+    retired, removed = (_account(world.manifest, name).email for name in (RETIRED, REMOVED))
+    if retired in emails or removed not in emails:
+        raise DemoExpectationError(
+            "grants in the emulator",
+            f"no grant for {retired} and a grant for {removed}",
+            f"grants for {', '.join(sorted(emails))}",
+        )
+
+
+def _audit(world: DemoWorld, step: str, expectation: str, exit_code: int) -> None:
     say(
         step,
         f"""`grantctl audit grants.yaml` is the read-only health check a schedule runs: exit 0
-        when healthy, 2 on drift, 1 on errors. {expectation}""",
+        when healthy, 2 on drift, 1 on errors.
+        {expectation}""",
     )
-    expect_exit(world.grantctl("audit", "grants.yaml"), EXIT_OK, "audit (healthy)")
+    expect_exit(world.grantctl("audit", "grants.yaml"), exit_code, f"audit (exit {exit_code})")
 
 
 def run_demo() -> int:
