@@ -56,11 +56,19 @@ def check_plan_is_current(
 
 
 def _manifest_moved(document: Mapping[str, Any], digest: str, manifest_path: str) -> list[str]:
-    planned = document["manifest"]["digest"]
+    planned, planned_path = document["manifest"]["digest"], document["manifest"]["path"]
     if planned == digest:
         return []
+    if manifest_path == planned_path:
+        what = f"the manifest {manifest_path!r} changed"
+    else:
+        what = (
+            f"the manifest {manifest_path!r} differs from {planned_path!r}, the one the plan "
+            "was made from"
+        )
     return [
-        f"the manifest {manifest_path!r} changed (digest {_short(planned)} -> {_short(digest)})"
+        f"{what} (digest {_short(planned)} -> {_short(digest)}). The digest covers every byte "
+        "of the file, so any edit, a comment or a blank line included, makes a saved plan stale"
     ]
 
 

@@ -201,6 +201,23 @@ def test_stale_manifest_changed() -> None:
     assert "the manifest 'grants.yaml' changed" in stale_message(manifest_digest="sha256:beef")
 
 
+def test_stale_names_manifest_read() -> None:
+    """With --manifest, the message names the file apply read and the plan's own."""
+    message = stale_message(manifest_digest="sha256:beef", manifest_path="other.yaml")
+
+    assert "the manifest 'other.yaml' differs from 'grants.yaml'" in message
+    assert "`grantctl plan other.yaml --out plan.json`" in stale_message(
+        manifest_digest="sha256:beef", manifest_path="other.yaml", plan_path="plan.json"
+    )
+
+
+def test_stale_manifest_any_byte() -> None:
+    """The message says that a comment alone makes a saved plan stale."""
+    message = stale_message(manifest_digest="sha256:beef")
+
+    assert "any edit, a comment or a blank line included, makes a saved plan stale" in message
+
+
 def test_stale_inventory_serial_moved() -> None:
     """A moved serial warns that the plan may already have been applied."""
     inventory = replace(current_world()["inventory"], serial=43)
