@@ -162,11 +162,8 @@ def force_unlock(manifest_path: str, lock_id: str, vault_flags: VaultFlags) -> L
     Returns the lock as it was recorded, or None when the state was not locked.
     """
     manifest = load_checked_manifest(manifest_path)
+    # The backend logs the removed lock once; the command prints it on stdout.
     with open_state(manifest, vault_flags) as state:
         current = state.current_lock()
         state.force_unlock(lock_id)
-    if current is not None:
-        logger.warning(
-            "removed lock %s held by %s for %s", current.id, current.who, current.operation
-        )
     return current

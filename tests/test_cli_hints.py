@@ -15,6 +15,7 @@ import click
 import pytest
 
 from reconciler.cli import grantctl
+from reconciler.commands.tools import force_unlock_command
 
 SOURCE = Path(__file__).parents[1] / "reconciler"
 COMMAND = re.compile(r"`grantctl ([^`]*)`")
@@ -110,3 +111,11 @@ def test_message_command_runnable(where: str, command_line: str) -> None:
         f"{where}: `grantctl {command_line}` lacks "
         f"{', '.join(p.human_readable_name for p in required[len(positionals) :])}"
     )
+
+
+def test_force_unlock_only_used_options() -> None:
+    """force-unlock reads no API key, so it has no option to find one."""
+    options = {option for parameter in force_unlock_command.params for option in parameter.opts}
+
+    assert "--api-key-vault-path" not in options
+    assert {"--vault-auth", "--vault-role", "--tls-skip-verify"} <= options

@@ -387,9 +387,13 @@ def test_force_unlock_breaks_held_lock(scenario: Scenario) -> None:
         blocked = scenario.grantctl("apply", "grants.yaml", "--auto-approve")
         assert blocked.returncode == 1
         assert held.id in blocked.stderr
+        assert f"`grantctl force-unlock {held.id} MANIFEST`" in blocked.stderr
+        assert "--lock-timeout" in blocked.stderr
         unlocked = scenario.grantctl("force-unlock", held.id, "grants.yaml")
         assert unlocked.returncode == 0, unlocked.stderr
         assert held.id in unlocked.stdout
+        assert unlocked.stderr.count(held.id) == 1, unlocked.stderr
+        assert f"lock {held.id} was held by" in unlocked.stderr
     apply_all(scenario)
 
 

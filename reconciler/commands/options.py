@@ -64,36 +64,47 @@ def _apply_all(function: F, decorators: list[Callable[[F], F]]) -> F:
     return function
 
 
+_VAULT_AUTH_OPTION = click.option(
+    "--vault-auth",
+    type=click.Choice(["token", "approle", "kubernetes", "jwt"]),
+    default=None,
+    help="Vault auth method [default: GRANTCTL_VAULT_AUTH, else token].",
+)
+_VAULT_ROLE_OPTION = click.option(
+    "--vault-role",
+    default=None,
+    help="Vault role for the approle, kubernetes and jwt auth methods.",
+)
+_TLS_SKIP_VERIFY_OPTION = click.option(
+    "--tls-skip-verify",
+    is_flag=True,
+    default=False,
+    help="Do not verify Vault's TLS certificate (test servers only).",
+)
+
+
 def vault_options(function: F) -> F:
     """Add the flags that choose how grantctl logs in to Vault and finds the API key."""
     return _apply_all(
         function,
         [
-            click.option(
-                "--vault-auth",
-                type=click.Choice(["token", "approle", "kubernetes", "jwt"]),
-                default=None,
-                help="Vault auth method [default: GRANTCTL_VAULT_AUTH, else token].",
-            ),
-            click.option(
-                "--vault-role",
-                default=None,
-                help="Vault role for the approle, kubernetes and jwt auth methods.",
-            ),
+            _VAULT_AUTH_OPTION,
+            _VAULT_ROLE_OPTION,
             click.option(
                 "--api-key-vault-path",
                 default=None,
                 help="Read the Nylas API key from this Vault KV path (mount/path#field) "
                 "instead of NYLAS_API_KEY.",
             ),
-            click.option(
-                "--tls-skip-verify",
-                is_flag=True,
-                default=False,
-                help="Do not verify Vault's TLS certificate (test servers only).",
-            ),
+            _TLS_SKIP_VERIFY_OPTION,
         ],
     )
+
+
+def vault_login_options(function: F) -> F:
+    """Add only the flags that choose how grantctl logs in to Vault, for commands that read
+    no API key."""
+    return _apply_all(function, [_VAULT_AUTH_OPTION, _VAULT_ROLE_OPTION, _TLS_SKIP_VERIFY_OPTION])
 
 
 def client_options(function: F) -> F:
@@ -184,7 +195,7 @@ def vault_flags(params: dict[str, Any]) -> VaultFlags:
     return VaultFlags(
         auth=params.pop("vault_auth"),
         role=params.pop("vault_role"),
-        api_key_vault_path=params.pop("api_key_vault_path"),
+        api_key_vault_path=params.pop("api_key_vault_path", None),
         tls_skip_verify=params.pop("tls_skip_verify"),
     )
 

@@ -11,7 +11,7 @@ from reconciler.commands.options import (
     MANIFEST_ARGUMENT,
     emit,
     vault_flags,
-    vault_options,
+    vault_login_options,
 )
 from reconciler.demo import run_demo
 from reconciler.emulator import DEFAULT_HOST, DEFAULT_PORT, EmulatorServer, FaultSettings, serve
@@ -23,7 +23,7 @@ from reconciler.workflow import force_unlock
 @LOG_LEVEL_OPTION
 @click.argument("lock_id")
 @MANIFEST_ARGUMENT
-@vault_options
+@vault_login_options
 def force_unlock_command(*, lock_id: str, manifest: str, **params: Any) -> int:
     """Remove the state lock LOCK_ID of MANIFEST's state backend.
 

@@ -180,7 +180,9 @@ class LocalStateBackend(LockHoldingBackend):
                     hint="copy the lock id from the message of the run that is blocked",
                 )
             self.lock_record_path.unlink()
-        LOGGER.warning("force-unlocked state %s: removed %s", self.path, describe_holder(record))
+        LOGGER.warning(
+            "force-unlocked state %s: removed %s", self.path, describe_holder(record, removed=True)
+        )
 
     def try_acquire(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """Store `record` as the lock unless a live one exists; return the live one, else None."""
@@ -190,7 +192,9 @@ class LocalStateBackend(LockHoldingBackend):
                 return existing
             self._write_file(self.lock_record_path, dump_document(record, pretty=True))
         if existing is not None:
-            LOGGER.warning("took over a stale state lock: %s", describe_holder(existing))
+            LOGGER.warning(
+                "took over a stale state lock: %s", describe_holder(existing, removed=True)
+            )
         return None
 
     def renew(self, record: dict[str, Any]) -> bool:

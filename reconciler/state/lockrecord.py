@@ -145,10 +145,14 @@ def _holder_process_is_gone(record: Mapping[str, Any]) -> bool:
     return False
 
 
-def describe_holder(record: Mapping[str, Any]) -> str:
-    """Return a one-line description of who holds a lock, for messages."""
+def describe_holder(record: Mapping[str, Any], *, removed: bool = False) -> str:
+    """Return a one-line description of who holds a lock, for messages.
+
+    `removed` describes a lock that was just removed or taken over, in the past tense.
+    """
+    verb = "was" if removed else "is"
     text = (
-        f"lock {record.get('id')} is held by {record.get('who')} for "
+        f"lock {record.get('id')} {verb} held by {record.get('who')} for "
         f"{record.get('operation')!r} since {record.get('created')} "
         f"(grantctl {record.get('version')}, expires {record.get('expires')} unless renewed)"
     )

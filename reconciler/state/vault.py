@@ -248,7 +248,9 @@ class VaultStateBackend(LockHoldingBackend):
             holder, _ = self._read_lock()
             return holder or {"id": "unknown", "who": "another process", "expires": ""}
         if existing is not None:
-            LOGGER.warning("took over a stale state lock: %s", describe_holder(existing))
+            LOGGER.warning(
+                "took over a stale state lock: %s", describe_holder(existing, removed=True)
+            )
         return None
 
     def renew(self, record: dict[str, Any]) -> bool:
@@ -288,4 +290,6 @@ class VaultStateBackend(LockHoldingBackend):
                 f"the lock on {where} changed while it was being force-unlocked",
                 hint="run `grantctl force-unlock LOCK_ID MANIFEST` again with the id shown above",
             )
-        LOGGER.warning("force-unlocked %s: removed %s", where, describe_holder(existing))
+        LOGGER.warning(
+            "force-unlocked %s: removed %s", where, describe_holder(existing, removed=True)
+        )
