@@ -20,6 +20,7 @@ Decisions the executor relies on:
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fnmatch
 import gc
 import operator
@@ -134,6 +135,7 @@ def _make_plan(
     draft = _Draft()
     names = _all_names(manifest, inventory)
     selected = _select(names, options, draft.warnings)
+    draft.errors += _unmatched_targets(names, options)
     _check_replace(manifest, options, draft.errors)
 
     for account in sorted(manifest.accounts, key=_BY_NAME):
@@ -179,9 +181,6 @@ def _select(names: Iterable[str], options: PlanOptions, warnings: list[str]) -> 
     selected = set(names)
     if options.targets:
         selected = {n for n in names if any(fnmatch.fnmatchcase(n, t) for t in options.targets)}
-        for pattern in options.targets:
-            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-                warnings.append(f"--target {pattern!r} matches no account.")
     for pattern in options.excludes:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
             warnings.append(f"--exclude {pattern!r} matches no account.")
@@ -195,6 +194,29 @@ def _select(names: Iterable[str], options: PlanOptions, warnings: list[str]) -> 
             "Their drift is not shown.",
         )
     return selected
+
+
+def _unmatched_targets(names: Sequence[str], options: PlanOptions) -> list[PlanError]:
+    """Return an error for each --target glob that matches no account.
+
+    A mistyped target would otherwise plan nothing and report "no changes", which a CI job
+    would take for success.
+    """
+    errors = []
+    for pattern in options.targets:
+        if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            continue
+        close = difflib.get_close_matches(pattern, names, n=3)
+        suggestion = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        errors.append(
+            PlanError(
+                ErrorCode.UNKNOWN_ACCOUNT,
+                None,
+                f"--target {pattern!r} matches no account in the manifest or the inventory.",
+                f"{suggestion}check the name or glob against the manifest's account names",
+            )
+        )
+    return errors
 
 
 def _check_replace(manifest: Manifest, options: PlanOptions, errors: list[PlanError]) -> None:
