@@ -18,10 +18,11 @@ from reconciler import __version__
 from reconciler.cli_reconcile import reconcile_command
 from reconciler.commands.audit import audit_command
 from reconciler.commands.manifest import fmt_command, validate_command
+from reconciler.commands.options import LOG_LEVEL_ENVIRONMENT_VARIABLE, LogLevelChoice
 from reconciler.commands.plan import apply_command, plan_command
 from reconciler.commands.tools import demo_command, emulator_command, force_unlock_command
 from reconciler.errors import EXIT_ERROR, EXIT_OK, InterruptedRunError, ReconcilerError
-from reconciler.logging_setup import LEVELS, LOGGER_NAME, configure_logging
+from reconciler.logging_setup import LOGGER_NAME, configure_logging
 from reconciler.secrets import REDACTOR
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -94,10 +95,10 @@ class GrantctlGroup(click.Group):
 @click.group(cls=GrantctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
-    type=click.Choice(LEVELS, case_sensitive=False),
+    type=LogLevelChoice(),
     default="warning",
     show_default=True,
-    envvar="GRANTCTL_LOG_LEVEL",
+    envvar=LOG_LEVEL_ENVIRONMENT_VARIABLE,
     help="Lowest level of diagnostics written to stderr.",
 )
 @click.version_option(__version__, "--version", prog_name="grantctl")

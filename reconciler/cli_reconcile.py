@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from reconciler.commands.options import (
+    LOG_LEVEL_OPTION,
     MANIFEST_ARGUMENT,
     METRICS_INCLUDE_EMAILS_OPTION,
     client_flags,
@@ -52,6 +53,7 @@ def _show_round_summaries() -> None:
 
 
 @click.command("reconcile")
+@LOG_LEVEL_OPTION
 @MANIFEST_ARGUMENT
 @click.option(
     "--interval",

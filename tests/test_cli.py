@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli import grantctl
 from reconciler.commands import plan as plan_commands
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.secrets import Secret
@@ -157,3 +158,33 @@ def test_plan_flags_with_plan_file_rejected(tmp_path: Path) -> None:
     result = invoke(["apply", str(plan_file), "--target", "x*"])
     assert result.exit_code == 1
     assert "cannot be used with a plan file" in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(grantctl.commands))
+def test_every_command_accepts_log_level(name: str) -> None:
+    """`grantctl COMMAND --log-level info` parses for every subcommand."""
+    options = {option for parameter in grantctl.commands[name].params for option in parameter.opts}
+
+    assert "--log-level" in options
+
+
+def test_reconcile_log_level_parses(manifest: Path) -> None:
+    result = invoke(["reconcile", str(manifest), "--log-level", "info", "--interval", "x"])
+
+    assert "No such option" not in result.stderr
+    assert "invalid interval 'x'" in result.stderr
+
+
+def test_bad_log_level_env_named(manifest: Path) -> None:
+    result = invoke(["validate", str(manifest)], env={"GRANTCTL_LOG_LEVEL": "verbose"})
+
+    assert result.exit_code == 1
+    assert "GRANTCTL_LOG_LEVEL is 'verbose'" in result.stderr
+    assert "--log-level" not in result.stderr
+
+
+def test_bad_log_level_flag_named(manifest: Path) -> None:
+    result = invoke(["--log-level", "verbose", "validate", str(manifest)])
+
+    assert result.exit_code == 1
+    assert "Invalid value for '--log-level'" in result.stderr

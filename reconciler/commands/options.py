@@ -22,11 +22,35 @@ def _set_log_level(context: click.Context, parameter: click.Parameter, value: st
         configure_logging(value.lower())
 
 
+LOG_LEVEL_ENVIRONMENT_VARIABLE = "GRANTCTL_LOG_LEVEL"
+
+
+class LogLevelChoice(click.Choice[str]):
+    """The --log-level choice, whose error names GRANTCTL_LOG_LEVEL when the value came
+    from that variable and not from the flag."""
+
+    def __init__(self) -> None:
+        super().__init__(LEVELS, case_sensitive=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return str(super().convert(value, param, ctx))
+        except click.BadParameter:
+            source = ctx.get_parameter_source(param.name) if ctx and param and param.name else None
+            if source is not click.core.ParameterSource.ENVIRONMENT:
+                raise
+            raise click.UsageError(
+                f"{LOG_LEVEL_ENVIRONMENT_VARIABLE} is {value!r}, which is not a log level; "
+                f"set it to one of {', '.join(LEVELS)}, or unset it",
+                ctx,
+            ) from None
+
+
 # The group's --log-level is repeated on every command, so `grantctl plan X --log-level debug`
 # works as users type it; the later option wins.
 LOG_LEVEL_OPTION = click.option(
     "--log-level",
-    type=click.Choice(LEVELS, case_sensitive=False),
+    type=LogLevelChoice(),
     default=None,
     expose_value=False,
     callback=_set_log_level,
