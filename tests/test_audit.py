@@ -192,7 +192,36 @@ def test_text_view_lines() -> None:
     assert "alice  invalid" in text
     assert "next step: review the reconnect with `grantctl plan grants.yaml`" in text
     assert "g9  google  stranger@example.com" in text
-    assert text.endswith("0 of 1 accounts healthy, 1 invalid, 1 unmanaged grant.")
+    assert "Audit: 0 of 1 account healthy, 1 invalid, 1 unmanaged grant." in text
+
+
+def healthy_with_unmanaged() -> AuditReport:
+    """Return a report whose only drift is one unmanaged grant."""
+    report = drifted_report()
+    return AuditReport(accounts=(), unmanaged=report.unmanaged)
+
+
+def test_unmanaged_drift_said() -> None:
+    """When unmanaged grants make audit exit 2, the summary says why."""
+    report = healthy_with_unmanaged()
+    text = render_audit_text(report)
+    markdown = render_audit_markdown(report)
+
+    assert report.exit_code_for(DRIFT_STATUSES) == 2
+    assert "The unmanaged grant counts as drift, so audit exits 2." in text
+    assert "pass --fail-on with only the account statuses" in text
+    assert "The unmanaged grant counts as drift, so audit exits 2." in markdown
+    assert "### grantctl audit: drift" in markdown
+
+
+def test_unmanaged_excluded_by_fail_on() -> None:
+    """With unmanaged left out of --fail-on, the summary does not call it drift."""
+    report = healthy_with_unmanaged()
+    fail_on = parse_fail_on(["invalid"])
+
+    assert report.exit_code_for(fail_on) == 0
+    assert "counts as drift" not in render_audit_text(report, fail_on=fail_on)
+    assert "### grantctl audit: healthy" in render_audit_markdown(report, fail_on=fail_on)
 
 
 def test_markdown_view_rows() -> None:

@@ -98,9 +98,9 @@ def audit_command(
     if output_format == "json":
         emit(render_audit_json(report))
     elif output_format == "markdown":
-        emit(render_audit_markdown(report))
+        emit(render_audit_markdown(report, fail_on=drift_statuses))
     else:
-        emit(render_audit_text(report, color=use_color(no_color)))
+        emit(render_audit_text(report, color=use_color(no_color), fail_on=drift_statuses))
     return report.exit_code_for(drift_statuses)
 
 

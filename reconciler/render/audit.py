@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from importlib import resources
 from typing import Any
 
 import click
 
-from reconciler.audit import AccountHealth, AuditReport, Health
+from reconciler.audit import DRIFT_STATUSES, UNMANAGED, AccountHealth, AuditReport, Health
+from reconciler.grammar import plural
 
 AUDIT_FORMAT_VERSION = 1
 _COLORS = {Health.HEALTHY: "green", Health.ERROR: "red"}
@@ -61,8 +63,13 @@ def render_audit_json(report: AuditReport) -> str:
     return json.dumps(audit_to_document(report), indent=2, sort_keys=False)
 
 
-def render_audit_text(report: AuditReport, *, color: bool = False) -> str:
-    """Render `report` for a terminal: one line per account, then unmanaged grants."""
+def render_audit_text(
+    report: AuditReport, *, color: bool = False, fail_on: Collection[str] = DRIFT_STATUSES
+) -> str:
+    """Render `report` for a terminal: one line per account, then unmanaged grants.
+
+    `fail_on` is the set of statuses that count as drift, as `--fail-on` chose it.
+    """
     lines = ["Audit of grants against the manifest:", ""]
     width = max((len(entry.account) for entry in report.accounts), default=0)
     for entry in report.accounts:
@@ -81,13 +88,14 @@ def render_audit_text(report: AuditReport, *, color: bool = False) -> str:
     if report.warnings:
         lines.append("")
     lines += [f"Warning: {warning}" for warning in report.warnings]
-    lines += ["", _summary_sentence(report)]
+    lines += ["", _summary_sentence(report, fail_on)]
     return "\n".join(lines)
 
 
-def render_audit_markdown(report: AuditReport) -> str:
+def render_audit_markdown(report: AuditReport, *, fail_on: Collection[str] = DRIFT_STATUSES) -> str:
     """Render `report` as GitHub-flavoured markdown, for job summaries and issues."""
-    lines = [f"### grantctl audit: {_status(report)}", "", _summary_sentence(report), ""]
+    summary = _summary_sentence(report, fail_on)
+    lines = [f"### grantctl audit: {_status(report, fail_on)}", "", summary, ""]
     lines += ["| account | health | grant | detail |", "|---|---|---|---|"]
     for entry in report.accounts:
         detail = "" if entry.health is Health.HEALTHY else _escape(entry.detail)
@@ -116,21 +124,31 @@ def _account_document(entry: AccountHealth) -> dict[str, Any]:
     }
 
 
-def _status(report: AuditReport) -> str:
+def _status(report: AuditReport, fail_on: Collection[str] | None = None) -> str:
     if report.has_errors:
         return "error"
-    return "drift" if report.has_drift else "healthy"
+    drift = report.has_drift if fail_on is None else report.drift_found(fail_on)
+    return "drift" if drift else "healthy"
 
 
-def _summary_sentence(report: AuditReport) -> str:
+def _summary_sentence(report: AuditReport, fail_on: Collection[str]) -> str:
     healthy = report.count(Health.HEALTHY)
-    parts = [f"{healthy} of {len(report.accounts)} accounts healthy"]
+    parts = [f"{healthy} of {plural(len(report.accounts), 'account')} healthy"]
     for health in Health:
         if health is not Health.HEALTHY and report.count(health):
             parts.append(f"{report.count(health)} {_LABELS[health]}")
     unmanaged = len(report.unmanaged)
-    parts.append(f"{unmanaged} unmanaged grant{'' if unmanaged == 1 else 's'}")
-    return "Audit: " + ", ".join(parts) + "."
+    parts.append(plural(unmanaged, "unmanaged grant"))
+    sentence = "Audit: " + ", ".join(parts) + "."
+    account_drift = any(entry.health.value in fail_on for entry in report.accounts)
+    if unmanaged and UNMANAGED in fail_on and not account_drift and not report.has_errors:
+        # Without this, "4 of 4 accounts healthy" next to exit code 2 reads as a bug.
+        subject = "The unmanaged grant counts" if unmanaged == 1 else "The unmanaged grants count"
+        sentence += (
+            f" {subject} as drift, so audit exits 2. To ignore unmanaged grants, pass --fail-on "
+            "with only the account statuses that should fail."
+        )
+    return sentence
 
 
 def _text_unmanaged(report: AuditReport) -> list[str]:
