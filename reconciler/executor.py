@@ -140,6 +140,7 @@ class _Run:
 
     def execute(self, inventory: Inventory) -> ApplyResult:
         """Run every change and return the results in plan order."""
+        inventory = self._create_state(inventory)
         context = self._connect_context(inventory)
         self._journal = Journal(
             self.state,
@@ -157,6 +158,22 @@ class _Run:
         finally:
             self._journal.close()
         return self._result()
+
+    def _create_state(self, inventory: Inventory) -> Inventory:
+        """Write an unwritten state once before any connect, so its lineage is durable.
+
+        Connects mark each grant with the inventory's lineage, and an unwritten state has a
+        new lineage on every read: without this write, grants connected by an apply whose
+        first state write failed would later look owned by another inventory. When this
+        write fails, nothing has been sent yet.
+        """
+        unwritten = inventory.serial == 0 and inventory.is_empty
+        sends = any(
+            change.action in (Action.CONNECT, Action.RECONNECT) for change in self.plan.changes
+        )
+        if unwritten and sends:
+            return self.state.write(inventory)
+        return inventory
 
     def _connect_context(self, inventory: Inventory) -> ConnectContext:
         known = {item.grant_id for item in self.plan.observations if item.grant_id}

@@ -122,8 +122,6 @@ def _owned_elsewhere_error(account: Account, grant: Grant, lineage: str) -> Plan
     owner = grant.owner_lineage
     if owner is None or owner == lineage:
         return None
-    # NOTE: an unwritten state gets a new lineage on every read, so grants connected by an
-    # apply whose first state write failed look owned elsewhere; --replace recovers them.
     return PlanError(
         ErrorCode.OWNED_ELSEWHERE,
         account.name,

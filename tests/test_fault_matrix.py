@@ -143,6 +143,9 @@ NYLAS_CASES: dict[str, tuple[dict[str, Any], list[str], set[int], str]] = {
 }
 
 
+UNSETTLED_CASES = {"timeouts", "drop after processing"}
+
+
 @pytest.mark.parametrize("case", NYLAS_CASES, ids=list(NYLAS_CASES))
 def test_nylas_fault(world: Scenario, case: str) -> None:
     """A Nylas fault during apply keeps the invariants, and the next apply converges."""
@@ -154,7 +157,9 @@ def test_nylas_fault(world: Scenario, case: str) -> None:
     assert "Traceback" not in completed.stderr
     if completed.returncode != 0 and expected:
         assert expected in output, output
-    assert_invariants(world)
+    # When a connect times out and every listing that could settle it times out too, the
+    # grant may exist unrecorded; the next plan adopts it, which assert_converges checks.
+    assert_invariants(world, forgotten_check=case not in UNSETTLED_CASES)
     assert_converges(world)
 
 

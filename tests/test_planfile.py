@@ -12,10 +12,13 @@ import pytest
 
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.model import (
+    Action,
+    ErrorCode,
     Grant,
     GrantStatus,
     Inventory,
     InventoryEntry,
+    Reason,
     SecretState,
     SecretVersion,
 )
@@ -321,3 +324,15 @@ def test_invalid_plan_counts_one_problem(tmp_path: Path) -> None:
         read_plan_file(path)
 
     assert "is not a valid grantctl plan (1 problem):" in caught.value.message
+
+
+def test_schema_enums_match_model() -> None:
+    """The plan schema lists exactly the model's actions, reasons and error codes."""
+    definitions = json.loads(
+        (Path(__file__).parents[1] / "reconciler" / "schemas" / "plan.schema.json").read_text()
+    )["$defs"]
+    change = definitions["change"]["properties"]
+    assert set(change["action"]["enum"]) == {action.value for action in Action}
+    assert set(change["reason"]["enum"]) == {reason.value for reason in Reason}
+    codes = definitions["error"]["properties"]["code"]["enum"]
+    assert set(codes) == {code.value for code in ErrorCode}

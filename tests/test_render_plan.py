@@ -33,11 +33,17 @@ def representative_plan() -> Plan:
     """Return a plan with every action and every error code.
 
     No single input can hold every error, because `deletes_everything` needs every managed
-    account to be deleted, so that error comes from a second case.
+    account to be deleted and `owned_elsewhere` needs a grant marked by another inventory's
+    lineage, so those errors come from their own cases.
     """
     plan = plan_case(load_case(CASES_DIR / "representative.yaml"))
-    everything = plan_case(load_case(CASES_DIR / "error_deletes_everything.yaml"))
-    extra = [e for e in everything.errors if e.code is ErrorCode.DELETES_EVERYTHING]
+    extra = []
+    for case, code in (
+        ("error_deletes_everything.yaml", ErrorCode.DELETES_EVERYTHING),
+        ("error_owned_elsewhere.yaml", ErrorCode.OWNED_ELSEWHERE),
+    ):
+        other = plan_case(load_case(CASES_DIR / case))
+        extra += [e for e in other.errors if e.code is code]
     errors = sorted([*plan.errors, *extra], key=lambda e: (e.account or "", e.code.value))
     return replace(plan, errors=tuple(errors))
 
