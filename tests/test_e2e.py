@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -271,7 +272,8 @@ def test_missing_secret_is_plan_error(scenario: Scenario) -> None:
 
 
 def test_apply_events_file(scenario: Scenario) -> None:
-    """--events writes one JSON object per line, one finish event per change."""
+    """--events writes one JSON object per line, one finish event per change, and every
+    line's time is ISO 8601 UTC with a Z suffix."""
     completed = scenario.grantctl(
         "apply", "grants.yaml", "--auto-approve", "--events", "events.jsonl"
     )
@@ -280,6 +282,10 @@ def test_apply_events_file(scenario: Scenario) -> None:
     events = [json.loads(line) for line in lines]
     finished = sorted(event["account"] for event in events if event["event"] == "finish")
     assert finished == ["ceo", "leyah", "support"]
+    kinds = {event["event"] for event in events}
+    assert {"plan", "apply_start", "apply_end", "start", "finish"} <= kinds
+    iso = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+    assert [event for event in events if not iso.fullmatch(str(event["time"]))] == []
 
 
 def test_apply_json_output(scenario: Scenario) -> None:

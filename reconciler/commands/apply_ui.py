@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +21,7 @@ from reconciler.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ApprovalError, 
 from reconciler.model import ApplyResult, ChangeResult, Outcome, Plan
 from reconciler.render.apply import apply_result_document, render_apply_text
 from reconciler.secrets import REDACTOR
+from reconciler.state.document import utc_now_iso
 
 
 def apply_exit_code(result: ApplyResult | None) -> int:
@@ -136,10 +136,13 @@ class ConsoleApplyUI:
             emit("\n" + render_apply_text(result, color=self.color))
 
     def event(self, kind: str, **fields: Any) -> None:
-        """Append one JSON line to the events file, when one was given."""
+        """Append one JSON line to the events file, when one was given.
+
+        Every line's `time` is ISO 8601 UTC with a `Z` suffix, like the executor's events.
+        """
         if self._events is None:
             return
-        line = json.dumps({"time": time.time(), "event": kind, **fields}, sort_keys=True)
+        line = json.dumps({"time": utc_now_iso(), "event": kind, **fields}, sort_keys=True)
         self._events.write(REDACTOR.redact(line) + "\n")
         self._events.flush()
 
