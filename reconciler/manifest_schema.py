@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -92,9 +93,42 @@ def manifest_schema() -> dict[str, Any]:
     return schema
 
 
+# A quoted string that would be an integer without its quotes (YAML 1.2, no leading zero).
+# The length limit keeps `int()` away from Python's 4300-digit conversion limit.
+_INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,19})")
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """Return whether `instance` is an int: JSON Schema's own `integer` also accepts 1.0."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _same_value(value: Any, expected: Any) -> bool:
+    """Return whether `value` equals `expected` with the same type, so 1.0 is not 1."""
+    return type(value) is type(expected) and bool(value == expected)
+
+
+def _const(validator: Any, expected: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not _same_value(instance, expected):
+        yield jsonschema.ValidationError(f"{expected!r} was expected")
+
+
+def _enum(validator: Any, choices: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not any(_same_value(instance, choice) for choice in choices):
+        yield jsonschema.ValidationError(f"{instance!r} is not one of {choices!r}")
+
+
+# Draft 2020-12 with a number's type mattering: `version: 1.0` is not the integer 1.
+_StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    validators={"const": _const, "enum": _enum},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @functools.lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(manifest_schema())
+    return _StrictValidator(manifest_schema())
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,7 +141,7 @@ def _inlined_validator() -> jsonschema.Draft202012Validator:
     """
     schema = manifest_schema()
     inlined = _inline_references(schema, schema.get("$defs", {}), ())
-    return jsonschema.Draft202012Validator(inlined)
+    return _StrictValidator(inlined)
 
 
 def _inline_references(node: Any, definitions: Mapping[str, Any], seen: tuple[str, ...]) -> Any:
@@ -255,10 +289,48 @@ def _plain_message(error: jsonschema.ValidationError, path: YamlPath) -> str:
     return rewrite(error.instance, error.validator_value, field)
 
 
+def _unquoted(value: Any) -> bool | int | None:
+    """Return the boolean or integer that the string `value` spells, or None."""
+    if not isinstance(value, str):
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    if _INTEGER_TEXT.fullmatch(value):
+        return int(value)
+    return None
+
+
+def _quoted_hint(value: Any, fits: Callable[[bool | int], bool]) -> str:
+    """Return advice to drop the quotes when `value` is a quoted boolean or integer that
+    `fits` the field, or ''."""
+    unquoted = _unquoted(value)
+    if unquoted is None or not fits(unquoted):
+        return ""
+    kind = "boolean" if isinstance(unquoted, bool) else "integer"
+    return f"; drop the quotes to write the {kind} {value}"
+
+
+def _found(value: Any, hint: str) -> str:
+    """Describe `value` for a "found ..." clause, naming it a quoted string when `hint` is set."""
+    return f"the quoted string {preview(value)}" if hint else preview(value)
+
+
+def _json_types(value: bool | int) -> set[str]:
+    return {"boolean"} if isinstance(value, bool) else {"integer", "number"}
+
+
 def _type_message(value: Any, expected: Any, field: str) -> str:
     names = expected if isinstance(expected, list) else [expected]
     wanted = " or ".join(_TYPE_NAMES.get(str(name), str(name)) for name in names)
-    return f"expected {wanted}, found {preview(value)}"
+    hint = _quoted_hint(value, lambda unquoted: bool(_json_types(unquoted) & set(names)))
+    return f"expected {wanted}, found {_found(value, hint)}{hint}"
+
+
+def _const_message(value: Any, expected: Any, field: str) -> str:
+    if isinstance(value, float) and value == expected:
+        return f"must be the integer {json.dumps(expected)}, found {preview(value)}"
+    hint = _quoted_hint(value, lambda unquoted: _same_value(unquoted, expected))
+    return f"must be {json.dumps(expected)}, found {_found(value, hint)}{hint}"
 
 
 def _enum_message(value: Any, choices: Any, field: str) -> str:
@@ -266,8 +338,9 @@ def _enum_message(value: Any, choices: Any, field: str) -> str:
     message = (
         f"{preview(value)} is not a valid {field or 'value'}; expected one of: {', '.join(names)}"
     )
-    if not isinstance(value, str):
-        return message
+    hint = _quoted_hint(value, lambda unquoted: any(_same_value(unquoted, c) for c in choices))
+    if hint or not isinstance(value, str):
+        return message + hint
     close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
     return f"{message} (did you mean {close[0]!r}?)" if close else message
 
@@ -281,7 +354,7 @@ _REWRITES: Mapping[str, Callable[[Any, Any, str], str]] = {
     "type": _type_message,
     "enum": _enum_message,
     "pattern": _pattern_message,
-    "const": lambda value, expected, _: f"must be {json.dumps(expected)}, found {preview(value)}",
+    "const": _const_message,
     "minimum": lambda value, minimum, _: f"must be at least {minimum}, found {preview(value)}",
     "minLength": lambda value, minimum, _: "must not be empty",
     "uniqueItems": lambda value, unique, _: "lists the same value more than once",

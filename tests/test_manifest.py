@@ -143,6 +143,41 @@ def test_missing_file_is_manifest_error() -> None:
 BAD_CASES = [
     ("version", BASE.replace("version: 1", "version: 2"), 1, "version: must be 1", None),
     (
+        "version float",
+        BASE.replace("version: 1", "version: 1.0"),
+        1,
+        "version: must be the integer 1, found 1.0",
+        None,
+    ),
+    (
+        "version quoted",
+        BASE.replace("version: 1", "version: '1'"),
+        1,
+        "found the quoted string '1'; drop the quotes to write the integer 1",
+        None,
+    ),
+    (
+        "kv version quoted",
+        BASE.replace("  mount: secret\n", "  mount: secret\n  kv_version: '2'\n"),
+        6,
+        "drop the quotes to write the integer 2",
+        None,
+    ),
+    (
+        "kv version float",
+        BASE.replace("  mount: secret\n", "  mount: secret\n  kv_version: 2.0\n"),
+        6,
+        "2.0 is not a valid kv_version",
+        None,
+    ),
+    (
+        "max deletes float",
+        BASE + "policy:\n  max_deletes: 3.0\n",
+        13,
+        "expected an integer, found 3.0",
+        None,
+    ),
+    (
         "version missing",
         BASE.replace("version: 1\n", ""),
         1,
@@ -202,6 +237,20 @@ BAD_CASES = [
     ("credential_id form", BASE + "    credential_id: abc\n", 12, "UUID", "leyah"),
     ("ensure", BASE + "    ensure: gone\n", 12, "not a valid ensure", "leyah"),
     ("protect type", BASE + "    protect: 'yes'\n", 12, "expected true or false", "leyah"),
+    (
+        "protect quoted",
+        BASE + '    protect: "true"\n',
+        12,
+        "expected true or false, found the quoted string 'true'; drop the quotes",
+        "leyah",
+    ),
+    (
+        "max deletes quoted",
+        BASE + "policy:\n  max_deletes: '3'\n",
+        13,
+        "expected an integer, found the quoted string '3'; drop the quotes",
+        None,
+    ),
     ("scopes repeat", BASE + "    scopes: [a, a]\n", 12, "same value more than once", "leyah"),
     ("max_deletes", BASE + "policy:\n  max_deletes: -1\n", 13, "at least 0", None),
     (
