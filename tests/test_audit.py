@@ -195,6 +195,18 @@ def test_text_view_lines() -> None:
     assert "Audit: 0 of 1 account healthy, 1 invalid, 1 unmanaged grant." in text
 
 
+def test_text_unmanaged_columns_aligned() -> None:
+    """Unmanaged grant lines in the audit text pad each column to its longest value."""
+    report = drifted_report()
+    other = Grant("g-long-10", "microsoft", "shared@example.com", GrantStatus.VALID)
+    text = render_audit_text(
+        AuditReport(accounts=report.accounts, unmanaged=(*report.unmanaged, other))
+    )
+
+    assert "  g9         google     stranger@example.com\n" in text
+    assert "  g-long-10  microsoft  shared@example.com\n" in text
+
+
 def healthy_with_unmanaged() -> AuditReport:
     """Return a report whose only drift is one unmanaged grant."""
     report = drifted_report()

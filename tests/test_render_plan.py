@@ -100,6 +100,43 @@ def in_sync_plan() -> Plan:
     return plan_case(load_case(CASES_DIR / "noop_in_sync.yaml"))
 
 
+def test_connect_over_entry_without_grant() -> None:
+    """A connect over an inventory entry without a grant shows no before side, like any connect."""
+    before = {"email": "frank@example.com", "provider": "google", "grant_id": None}
+    before |= {"vault_version": None, "status": None}
+    after = {**before, "vault_version": 1, "status": "valid"}
+    change = Change(
+        account="frank",
+        action=Action.CONNECT,
+        reason=Reason.NOT_CONNECTED,
+        message="Connect.",
+        provider="google",
+        email="frank@example.com",
+        vault_path="team/frank",
+        vault_version=1,
+        before=before,
+        after=after,
+    )
+    plan = replace(in_sync_plan(), changes=(change,))
+
+    text = render_plan_text(plan, color=False)
+    markdown = render_plan_markdown(plan)
+
+    assert "vault:         team/frank (version 1)\n" in text
+    assert "->" not in text
+    assert "| 1 |" in markdown
+
+
+def test_unmanaged_grants_aligned() -> None:
+    """Unmanaged grant lines pad each column to its longest value."""
+    text = render_plan_text(representative_plan(), color=False)
+
+    lines = [line for line in text.splitlines() if line.startswith("  ? ")]
+    assert len(lines) == 2
+    assert lines[0].index("<intern>") == lines[1].index("shared|mailbox")
+    assert lines[0].index("invalid") == lines[1].index("valid")
+
+
 def test_text_no_changes() -> None:
     """A plan without changes reports none, with a zero summary."""
     text = render_plan_text(in_sync_plan(), color=False)

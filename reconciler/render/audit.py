@@ -11,6 +11,7 @@ import click
 
 from reconciler.audit import DRIFT_STATUSES, UNMANAGED, AccountHealth, AuditReport, Health
 from reconciler.grammar import plural
+from reconciler.render.common import align_columns
 
 AUDIT_FORMAT_VERSION = 1
 _COLORS = {Health.HEALTHY: "green", Health.ERROR: "red"}
@@ -155,7 +156,8 @@ def _text_unmanaged(report: AuditReport) -> list[str]:
     if not report.unmanaged:
         return []
     lines = ["", "Unmanaged grants (in Nylas, not in the manifest; grantctl never deletes them):"]
-    lines += [f"  {grant.id}  {grant.provider}  {grant.email}" for grant in report.unmanaged]
+    rows = [(grant.id, grant.provider, grant.email) for grant in report.unmanaged]
+    lines += align_columns(rows, indent="  ")
     return lines
 
 

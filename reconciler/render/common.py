@@ -7,7 +7,7 @@ The text and markdown plan views (`plan_text`, `plan_markdown`) render the same 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from reconciler.model import Action, Change, Plan, Reason
 
@@ -65,14 +65,27 @@ def version_transition(change: Change) -> str:
     """Return the Vault version as `old -> new`, or the one version when it does not move."""
     before = change.before.get("vault_version") if change.before else None
     after = change.after.get("vault_version") if change.after else None
-    # A side that does not exist has no version to compare with.
-    if change.before is None:
+    # A missing side has no version to compare with. A connect creates its grant, so the
+    # grantless inventory entry that failed connects leave is no before side either.
+    if change.before is None or change.action is Action.CONNECT:
         before = after
     if change.after is None:
         after = before
     if before == after:
         return "-" if after is None else str(after)
     return f"{_or_dash(before)} -> {_or_dash(after)}"
+
+
+def align_columns(rows: Sequence[Sequence[str]], indent: str) -> list[str]:
+    """Return one line per row, each column padded to its longest value, two spaces apart."""
+    if not rows:
+        return []
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
 
 
 def _or_dash(value: object) -> str:

@@ -15,6 +15,7 @@ from reconciler.planfile import attribute_diff
 from reconciler.render.common import (
     SYMBOLS,
     actions_used,
+    align_columns,
     no_changes_sentence,
     noop_breakdown,
     summary_sentence,
@@ -77,9 +78,10 @@ def _change_block(change: Change, style: Styler) -> list[str]:
         lines.append(
             f"      vault:         {change.vault_path} (version {version_transition(change)})"
         )
-    # Only a change that keeps the account managed has attributes moving from one value to
-    # another; for a connect, delete or forget the diff would list every attribute.
+    # Only a change that keeps the account managed moves attributes from one value to another.
+    # A connect creates them, even over a grantless inventory entry, so it shows no diff.
     both_sides = change.before is not None and change.after is not None
+    both_sides = both_sides and change.action is not Action.CONNECT
     for item in attribute_diff(change.before, change.after) if both_sides else ():
         if item["path"] not in _SHOWN and item["before"] != item["after"]:
             name = f"{item['path']}:".ljust(14)
@@ -105,8 +107,8 @@ def _unmanaged_section(plan: Plan) -> list[str]:
         f"Unmanaged grants ({len(plan.unmanaged)}): in Nylas, not in the manifest or the inventory."
     ]
     lines.append("grantctl never deletes them. Add an account to the manifest to manage one.")
-    for grant in plan.unmanaged:
-        lines.append(f"  ? {grant.id}  {grant.provider}  {grant.email}  {grant.status.value}")
+    rows = [(grant.id, grant.provider, grant.email, grant.status.value) for grant in plan.unmanaged]
+    lines += align_columns(rows, indent="  ? ")
     lines.append("")
     return lines
 
