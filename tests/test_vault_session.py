@@ -82,7 +82,9 @@ def flaky_vault() -> Iterator[tuple[str, type[FlakyVault]]]:
 
 def test_retries_5xx_then_succeeds(flaky_vault: tuple[str, type[FlakyVault]]) -> None:
     addr, handler = flaky_vault
-    handler.failures = 2
+    # The light metadata path meets the first failure and hands over to the session,
+    # whose own retries meet the other two.
+    handler.failures = 3
     delays: list[float] = []
     session = connect_vault(AuthConfig(addr=addr, token=Secret("t-flaky")), sleep=delays.append)
 
@@ -105,7 +107,8 @@ def test_5xx_exhausts_retries(flaky_vault: tuple[str, type[FlakyVault]]) -> None
     with pytest.raises(VaultUnavailableError) as caught:
         VaultSecretStore(session, VaultSettings()).read_metadata("a")
 
-    assert handler.seen == 4
+    # One attempt on the light metadata path, then the session's four (one plus 3 retries).
+    assert handler.seen == 5
     assert "upstream connect error" in caught.value.message
     assert caught.value.path == "secret/metadata/a"
 

@@ -118,10 +118,12 @@ class VaultSecretStore:
 
     def _read_metadata_v2(self, path: str) -> SecretVersion:
         api_path = self.metadata_path(path)
-        try:
-            response = self.session.request("GET", api_path, capability="read")
-        except VaultPermissionError as exc:
-            return _denied(path, exc)
+        response = self.session.fast_get(api_path)
+        if response is None:
+            try:
+                response = self.session.request("GET", api_path, capability="read")
+            except VaultPermissionError as exc:
+                return _denied(path, exc)
         if response.status == 404:
             return SecretVersion(
                 path=path, state=SecretState.MISSING, detail=f"{api_path} not found"

@@ -32,6 +32,7 @@ from reconciler.vault.errors import (
     translate_error,
     vault_message,
 )
+from reconciler.vault.fastread import FastReader
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class VaultSession:
         self._generation = 0  # grows by one each time the token is replaced
         self._expires_at: float | None = None  # time.monotonic() deadline; None: no expiry
         self._renewable = False
+        self._fast = FastReader(config)
 
     @property
     def hvac(self) -> Any:
@@ -88,6 +90,19 @@ class VaultSession:
     def addr(self) -> str:
         """Vault's base URL."""
         return self.config.addr
+
+    def fast_get(self, path: str) -> VaultResponse | None:
+        """Return a 200 or 404 answer to `GET /v1/<path>` through the light path, else None.
+
+        For the many metadata reads of a plan. On None the caller repeats the read with
+        `request`, which retries, recovers the token and translates errors.
+        """
+        self._refresh_if_expiring()
+        token = getattr(self._client, "token", None)
+        if not token:
+            return None
+        answer = self._fast.get(path, str(token))
+        return None if answer is None else VaultResponse(*answer)
 
     def authenticate(self) -> None:
         """Log in through the configured method, or check the given token for the token method."""
