@@ -10,18 +10,7 @@ from reconciler.cli import grantctl
 from reconciler.commands import plan as plan_commands
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.secrets import Secret
-from tests.support.cli import invoke
-
-VALID_MANIFEST = """\
-version: 1
-nylas: {region: us}
-vault: {mount: secret, path_prefix: nylas/test}
-accounts:
-  - name: leyah
-    email: leyah@example.com
-    provider: microsoft
-    secret: leyah
-"""
+from tests.support.cli import VALID_MANIFEST, invoke
 
 
 @pytest.fixture

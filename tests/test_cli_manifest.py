@@ -14,19 +14,9 @@ import pytest
 import yaml
 
 from reconciler.fmt import format_manifest
-from tests.support.cli import invoke
+from tests.support.cli import VALID_MANIFEST, invoke
 
 HOOKS_FILE = Path(__file__).parents[1] / ".pre-commit-hooks.yaml"
-VALID_MANIFEST = """\
-version: 1
-nylas: {region: us}
-vault: {mount: secret, path_prefix: nylas/test}
-accounts:
-  - name: leyah
-    email: leyah@example.com
-    provider: microsoft
-    secret: leyah
-"""
 # Valid, but `accounts` comes before `version`, so fmt reorders it.
 UNORDERED_MANIFEST = """\
 accounts:

@@ -9,18 +9,9 @@ import pytest
 
 from reconciler.commands.outputs import check_output_paths
 from reconciler.errors import ConfigError
-from tests.support.cli import invoke
+from tests.support.cli import VALID_MANIFEST, invoke
 
-MANIFEST = """\
-version: 1
-nylas: {region: us}
-vault: {mount: secret, path_prefix: nylas/test}
-accounts:
-  - name: leyah
-    email: leyah@example.com
-    provider: microsoft
-    secret: leyah
-"""
+MANIFEST = VALID_MANIFEST
 STATE = '{"serial": 4, "entries": {}}\n'
 # Points every client at a closed loopback port, so a run that got past the check fails.
 OFFLINE = {"VAULT_ADDR": "http://127.0.0.1:9", "VAULT_TOKEN": "t", "NYLAS_API_KEY": "k"}

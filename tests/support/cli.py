@@ -26,6 +26,18 @@ from reconciler.emulator import EmulatorServer
 from tests.support.openbao import OpenBaoServer
 
 SUBPROCESS_TIMEOUT_S = 120
+# A minimal valid manifest with one Microsoft account, for tests that need no servers.
+VALID_MANIFEST = """\
+version: 1
+nylas: {region: us}
+vault: {mount: secret, path_prefix: nylas/test}
+accounts:
+  - name: leyah
+    email: leyah@example.com
+    provider: microsoft
+    secret: leyah
+"""
+
 MICROSOFT_SCOPES = ["Mail.Read", "User.Read", "offline_access"]
 # Variables of the developer's own shell that would point grantctl elsewhere.
 _FOREIGN_PREFIXES = ("VAULT_", "BAO_", "NYLAS_", "GRANTCTL_")
