@@ -27,7 +27,7 @@ from reconciler.state.lockrecord import new_lock_record
 from reconciler.vault import VaultSecretStore
 from reconciler.vault.auth import AuthConfig
 from reconciler.vault.session import connect_vault
-from tests.support.cli import MICROSOFT_SCOPES, Scenario, invoke_isolated
+from tests.support.cli import Scenario, invoke_isolated
 from tests.support.openbao import OpenBaoServer
 
 pytestmark = pytest.mark.slow
@@ -53,34 +53,9 @@ class CanaryScenario(Scenario):
         environment["VAULT_TOKEN"] = environment["BAO_TOKEN"] = self.vault_token
         return environment
 
-    def store_credentials(self, name: str, provider: str, email: str) -> int | None:
-        """Store canary credentials (the refresh token or password names the test run)."""
-        marker = "canary-" + secrets.token_hex(10)
-        if provider == "imap":
-            data: dict[str, Any] = {
-                "imap_username": email,
-                "imap_password": f"pw-{marker}",
-                "imap_host": "imap.example.com",
-                "imap_port": 993,
-                "smtp_host": "smtp.example.com",
-                "smtp_port": 587,
-            }
-            identity = {
-                "provider": "imap",
-                "imap_username": email,
-                "imap_password": data["imap_password"],
-            }
-        else:
-            data = {"refresh_token": f"rt-{marker}"}
-            identity = {
-                "provider": provider,
-                "refresh_token": data["refresh_token"],
-                "email": email,
-                "scopes": MICROSOFT_SCOPES,
-            }
-        self.emulator.add_identity(**identity)
-        self.credentials[name] = data
-        return self.openbao.kv_put(f"{self.prefix}/{name}", data)
+    def credential_marker(self, name: str) -> str:
+        """Return a canary: a value that must never appear in any output or file."""
+        return "canary-" + secrets.token_hex(10)
 
 
 def canary_token(openbao: OpenBaoServer, policies: list[str]) -> str:

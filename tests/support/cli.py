@@ -140,12 +140,17 @@ class Scenario:
         )
         self.store_credentials(name, provider, email)
 
+    def credential_marker(self, name: str) -> str:
+        """Return the unique part of a new refresh token or password for account `name`."""
+        return f"{name}-{secrets.token_hex(8)}"
+
     def store_credentials(self, name: str, provider: str, email: str) -> int | None:
         """Write new credentials for `name` (a new Vault version) and register the identity."""
+        marker = self.credential_marker(name)
         if provider == "imap":
             data: dict[str, Any] = {
                 "imap_username": email,
-                "imap_password": "pw-" + secrets.token_hex(8),
+                "imap_password": f"pw-{marker}",
                 "imap_host": "imap.example.com",
                 "imap_port": 993,
                 "smtp_host": "smtp.example.com",
@@ -157,7 +162,7 @@ class Scenario:
                 "imap_password": data["imap_password"],
             }
         else:
-            data = {"refresh_token": f"rt-{name}-{secrets.token_hex(8)}"}
+            data = {"refresh_token": f"rt-{marker}"}
             identity = {
                 "provider": provider,
                 "refresh_token": data["refresh_token"],
