@@ -86,7 +86,7 @@ class VaultAuthError(VaultError):
 
 
 class VaultPermissionError(VaultError):
-    """Vault answered 403 for a path; `capability` is what the policy must grant."""
+    """Vault returned 403 for a path; `capability` is what the policy must grant."""
 
     def __init__(
         self, message: str, *, path: str = "", capability: str = "read", hint: str = ""
@@ -100,7 +100,7 @@ class VaultSealedError(VaultError):
 
 
 class VaultUnavailableError(VaultError):
-    """Vault could not be reached, or answered 5xx after retries."""
+    """Vault could not be reached, or returned 5xx after retries."""
 
 
 class VaultSecretNotFoundError(VaultError):
@@ -108,7 +108,7 @@ class VaultSecretNotFoundError(VaultError):
 
 
 class SecretShapeError(VaultError):
-    """A secret lacks keys its provider needs, or holds values of the wrong type."""
+    """A secret lacks keys its provider needs, or contains values of the wrong type."""
 
 
 class NylasError(ReconcilerError):
@@ -182,7 +182,7 @@ class NylasConnectionError(NylasError):
 
 
 class NylasOutcomeUnknownError(NylasError):
-    """A connect may have reached Nylas but no answer arrived; re-list before re-sending."""
+    """A connect may have reached Nylas but no response arrived, so re-list before re-sending."""
 
 
 class StateError(ReconcilerError):
@@ -198,7 +198,7 @@ class LockError(StateError):
 
 
 class StalePlanError(ReconcilerError):
-    """A saved plan no longer matches the world; the message says what moved."""
+    """A saved plan no longer matches the world; the message names what moved."""
 
 
 class VerificationError(ReconcilerError):

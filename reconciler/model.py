@@ -2,7 +2,7 @@
 
 The pipeline reads: manifest -> (accounts) ; Vault metadata -> (SecretVersion) ;
 Nylas -> (Grant) ; state backend -> (Inventory) ; planner -> Plan ; executor -> ApplyResult.
-Nothing in this module performs I/O, and no value here ever holds a secret.
+Nothing in this module performs I/O, and no value here ever contains a secret.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class RemovedAccount:
 
 @dataclass(frozen=True)
 class VaultSettings:
-    """Where account secrets live: a KV mount, its version, and a prefix for every path."""
+    """The location of account secrets: a KV mount, its version, and a prefix for every path."""
 
     mount: str = "secret"
     path_prefix: str = ""
@@ -148,7 +148,7 @@ class VaultSettings:
 
 @dataclass(frozen=True)
 class StateSettings:
-    """Which state backend holds the inventory and lock, and where.
+    """The state backend that stores the inventory and lock, and its location.
 
     `path` is a KV path for the vault backend. For the local backend it is a file path,
     which `load_manifest` resolves against the manifest's directory when relative.
@@ -194,7 +194,7 @@ class Manifest:
 
 
 class SecretState(str, enum.Enum):
-    """What Vault metadata says about an account's secret path."""
+    """The state of an account's secret path, as Vault metadata reports it."""
 
     PRESENT = "present"
     MISSING = "missing"  # the path never existed, or its metadata was deleted
@@ -271,7 +271,7 @@ class InventoryEntry:
     failed applies; `quarantined` is set when it reaches the quarantine threshold.
     `vault_version_failed` is the secret version of the last failed connect, so a quarantine
     can be lifted when a newer version appears. `grant_id` is "" for an account that has
-    failed to connect and holds no grant yet: the entry exists only to count its failures.
+    failed to connect and has no grant yet: the entry exists only to count its failures.
     """
 
     name: str
@@ -398,7 +398,7 @@ class PlanError:
 
 @dataclass(frozen=True)
 class Observation:
-    """What planning saw for one account, so apply can detect that the world moved."""
+    """The facts planning observed for one account, so apply can detect that the world moved."""
 
     account: str
     vault_path: str | None
@@ -415,8 +415,8 @@ class Observation:
 @dataclass(frozen=True)
 class Plan:
     """The planner's output: pure data, serialized to JSON and rendered to text from the same
-    structure. `changes` holds one entry per account considered, no-ops included, sorted by
-    account name; `unmanaged` holds grants that match no account and no inventory entry.
+    structure. `changes` contains one entry per account considered, no-ops included, sorted by
+    account name; `unmanaged` contains grants that match no account and no inventory entry.
     """
 
     changes: tuple[Change, ...]
@@ -444,7 +444,7 @@ class Plan:
 
 
 class Outcome(str, enum.Enum):
-    """How one change ended during apply."""
+    """The outcome of one change during apply."""
 
     DONE = "done"
     FAILED = "failed"

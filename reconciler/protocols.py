@@ -38,7 +38,7 @@ class GrantsAPI(Protocol):
         ...
 
     def get_grant(self, grant_id: str) -> Grant | None:
-        """Return one grant, or None when Nylas answers 404."""
+        """Return one grant, or None when Nylas returns 404."""
         ...
 
     def connect(
@@ -54,7 +54,7 @@ class GrantsAPI(Protocol):
         `state`, when given, is stored on the grant as its `state` field.
 
         Raises `NylasOutcomeUnknownError` when the request may have reached Nylas but no
-        answer arrived; the caller re-lists the grant before sending again.
+        response arrived. The caller then re-lists the grant before sending again.
         """
         ...
 
@@ -81,7 +81,7 @@ class SecretStore(Protocol):
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Who holds the state lock, as recorded in the lock document."""
+    """The holder of the state lock, as recorded in the lock document."""
 
     id: str
     operation: str

@@ -33,7 +33,7 @@ from reconciler.secrets import Secret
 LOGGER = logging.getLogger(__name__)
 
 # A connect is re-sent only after listing showed that the previous attempt changed nothing,
-# so each re-send is safe; the cap bounds how long one account can keep a worker busy.
+# so each re-send is safe. The cap bounds how long one account can keep a worker busy.
 MAX_CONNECT_ATTEMPTS = 5
 RESEND_BACKOFF_BASE_S = 0.5
 RESEND_BACKOFF_CAP_S = 4.0

@@ -252,7 +252,7 @@ def test_worker_exception_hides_canaries(
 def test_imap_username_is_not_masked(world: CanaryScenario) -> None:
     """The IMAP username equals the email, which is not secret and must stay readable."""
     # Commands run in this process, and earlier tests may have wrapped this very address
-    # in a Secret on purpose; start from an empty redaction set, as a real process does.
+    # in a Secret on purpose. Start from an empty redaction set, as a real process does.
     REDACTOR.clear()
     completed = world.grantctl("apply", "grants.yaml", "--auto-approve")
     assert completed.returncode == 0, completed.stderr

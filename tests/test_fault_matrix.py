@@ -81,7 +81,7 @@ def state_document(world: Scenario) -> dict[str, Any]:
 
 
 def assert_no_duplicate(world: Scenario) -> None:
-    """Every (provider, email) holds at most one grant in the emulator."""
+    """Every (provider, email) has at most one grant in the emulator."""
     keys = Counter(
         (grant["provider"], str(grant["email"]).casefold()) for grant in world.emulator.grants()
     )
@@ -158,7 +158,7 @@ def test_nylas_fault(world: Scenario, case: str) -> None:
     if completed.returncode != 0 and expected:
         assert expected in output, output
     # When a connect times out and every listing that could settle it times out too, the
-    # grant may exist unrecorded; the next plan adopts it, which assert_converges checks.
+    # grant may exist unrecorded. The next plan adopts it, which assert_converges checks.
     assert_invariants(world, forgotten_check=case not in UNSETTLED_CASES)
     assert_converges(world)
 

@@ -92,7 +92,7 @@ class VaultSession:
         return self.config.addr
 
     def fast_get(self, path: str) -> VaultResponse | None:
-        """Return a 200 or 404 answer to `GET /v1/<path>` through the light path, else None.
+        """Return a 200 or 404 response to `GET /v1/<path>` through the light path, else None.
 
         For the many metadata reads of a plan. On None the caller repeats the read with
         `request`, which retries, recovers the token and translates errors.
