@@ -36,6 +36,7 @@ from reconciler.model import (
     StateSettings,
     VaultSettings,
 )
+from reconciler.yamlfast import read_plain_yaml
 from reconciler.yamlstrict import load_strict_yaml, position_of_offset
 
 # Far above any real manifest, since a thousand accounts take about 200 KB. The limit keeps
@@ -78,7 +79,10 @@ def load_manifest_text(
         raise ManifestError([Diagnostic(filename, 0, 0, message)])
     decoded = _decode(content, filename)
 
-    loaded = load_strict_yaml(decoded, filename=filename)
+    # The fast reader handles plain block YAML and returns None for anything else.
+    loaded = read_plain_yaml(decoded)
+    if loaded is None:
+        loaded = load_strict_yaml(decoded, filename=filename)
     if loaded.data is None:
         raise ManifestError([Diagnostic(filename, 1, 1, "manifest is empty")])
     reporter = Reporter(loaded, filename)

@@ -365,7 +365,7 @@ class _ValueBuilder:
         """Return the value of a scalar node and a problem message ('' when there is none)."""
         text = node.value
         if node.style is None and not explicit:
-            problem = _yaml11_trap(text, node.tag)
+            problem = yaml11_trap(text, node.tag)
             if problem:
                 return text, problem
         if node.tag in (_STR_TAG, _TIMESTAMP_TAG):
@@ -391,7 +391,7 @@ class _ValueBuilder:
             return text, f"{text[:40]!r} is not a valid {kind}"
 
 
-def _yaml11_trap(text: str, resolved_tag: str) -> str:
+def yaml11_trap(text: str, resolved_tag: str) -> str:
     """Return why a plain scalar would be read differently by YAML 1.1 and 1.2, or ''."""
     if text.lower() in _YAML11_BOOLEAN_WORDS:
         return (
