@@ -15,12 +15,15 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev dependencies
+import fastjsonschema
 
 from reconciler.errors import Diagnostic
 from reconciler.yamlstrict import LoadedYaml, Position, YamlPath
+
+if TYPE_CHECKING:
+    import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev dependencies
 
 # Keys that hold environment-specific settings, per section, and the variable that sets each
 # one instead. A manifest comes from a pull request, so it must not choose where the API key
@@ -109,63 +112,69 @@ def _same_value(value: Any, expected: Any) -> bool:
 
 
 def _const(validator: Any, expected: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    import jsonschema  # noqa: PLC0415  # deferred: see _validator
+
     if not _same_value(instance, expected):
         yield jsonschema.ValidationError(f"{expected!r} was expected")
 
 
 def _enum(validator: Any, choices: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    import jsonschema  # noqa: PLC0415  # deferred: see _validator
+
     if not any(_same_value(instance, choice) for choice in choices):
         yield jsonschema.ValidationError(f"{instance!r} is not one of {choices!r}")
 
 
-# Draft 2020-12 with a number's type mattering: `version: 1.0` is not the integer 1.
-_StrictValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    validators={"const": _const, "enum": _enum},
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
-)
-
-
 @functools.lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    return _StrictValidator(manifest_schema())
+    """Return Draft 2020-12 with a number's type mattering: `version: 1.0` is not 1.
+
+    jsonschema is imported here, not at the top, because only an invalid manifest needs it
+    and importing it adds about 0.13 s to every command.
+    """
+    import jsonschema  # noqa: PLC0415  # deferred: see _validator
+
+    strict_class = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        validators={"const": _const, "enum": _enum},
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+    )
+    return strict_class(manifest_schema())
 
 
 @functools.lru_cache(maxsize=1)
-def _inlined_validator() -> jsonschema.Draft202012Validator:
-    """Return a validator of the same schema with every `#/$defs/...` reference inlined.
+def _compiled_check() -> Callable[[Any], Any]:
+    """Return the schema compiled to Python by fastjsonschema, which raises on invalid data.
 
-    It accepts exactly what `_validator` accepts, about twice as fast, because jsonschema
-    resolves each `$ref` again for every account. Only `_validator` reports errors, so
-    messages keep their schema paths.
+    It is the fast path for valid manifests: about 0.2 s instead of 2 s of CPU time for
+    10,000 accounts. Only `_validator` reports errors, so messages keep their wording.
+    fastjsonschema implements draft 7, which covers every keyword this schema uses. `format`
+    is off as it is in `_validator`, and so is filling in `default` values, which would
+    change the data the rules check. Unlike `_validator` it counts 1.0 as an integer equal
+    to 1, so `is_valid_fast` only trusts it for data without floats.
     """
-    schema = manifest_schema()
-    inlined = _inline_references(schema, schema.get("$defs", {}), ())
-    return _StrictValidator(inlined)
+    return fastjsonschema.compile(manifest_schema(), use_formats=False, use_default=False)
 
 
-def _inline_references(node: Any, definitions: Mapping[str, Any], seen: tuple[str, ...]) -> Any:
-    """Return `node` with local `$ref`s replaced by the definitions they name."""
-    if isinstance(node, list):
-        return [_inline_references(item, definitions, seen) for item in node]
-    if not isinstance(node, dict):
-        return node
-    inlined = {
-        key: _inline_references(value, definitions, seen)
-        for key, value in node.items()
-        if key not in ("$ref", "$defs")
-    }
-    reference = node.get("$ref")
-    if not isinstance(reference, str):
-        return inlined
-    name = reference.removeprefix("#/$defs/")
-    if name == reference or name not in definitions or name in seen:
-        raise ValueError(f"the manifest schema has a reference that cannot be inlined: {reference}")
-    target = _inline_references(definitions[name], definitions, (*seen, name))
-    if not inlined:
-        return target
-    # A `$ref` next to other keywords applies both, which `allOf` expresses.
-    return {**inlined, "allOf": [*inlined.get("allOf", []), target]}
+def is_valid_fast(data: Any) -> bool:
+    """Return True only if `data` is valid; False means `_validator` has to decide."""
+    if _contains_float(data):
+        return False
+    try:
+        _compiled_check()(data)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
+def _contains_float(data: Any) -> bool:
+    if isinstance(data, float):
+        return True
+    if isinstance(data, dict):
+        return any(_contains_float(value) for value in data.values())
+    if isinstance(data, list):
+        return any(_contains_float(item) for item in data)
+    return False
 
 
 def describe_path(path: YamlPath) -> str:
@@ -233,7 +242,7 @@ class Reporter:
 
 def check_schema(data: Any, reporter: Reporter) -> None:
     """Report every schema error of `data`, skipping values the YAML loader already flagged."""
-    if _inlined_validator().is_valid(data):
+    if is_valid_fast(data):
         return
     for error in _validator().iter_errors(data):
         path: YamlPath = tuple(error.absolute_path)
