@@ -19,9 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev dependencies
-from deepdiff import DeepDiff
-
 from reconciler.errors import ReconcilerError
 from reconciler.grammar import plural
 from reconciler.model import (
@@ -135,13 +132,18 @@ def _differs(old: Any, new: Any) -> bool:
     """
     if old is None or new is None:
         return old is not new
-    if type(old) is not type(new):
-        return bool(DeepDiff(old, new, ignore_order=True))
-    if isinstance(old, (str, int, bool)):
+    if type(old) is type(new) and isinstance(old, (str, int, bool)):
         return bool(old != new)
-    if isinstance(old, list) and all(isinstance(item, str) for item in (*old, *new)):
+    if (
+        isinstance(old, list)
+        and isinstance(new, list)
+        and all(isinstance(item, str) for item in (*old, *new))
+    ):
         # Order and repetition do not count, as in DeepDiff's `ignore_order=True`.
         return set(old) != set(new)
+    # Imported here because the other cases are rare and the import takes about 0.07 s.
+    from deepdiff import DeepDiff  # noqa: PLC0415  # deferred, see above
+
     return bool(DeepDiff(old, new, ignore_order=True))
 
 
@@ -248,6 +250,9 @@ def _grant_from_dict(item: Mapping[str, Any]) -> Grant:
 
 @cache
 def _validator() -> Any:
+    # Imported here so that commands which never read a saved plan skip its import cost.
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415  # deferred, no stubs
+
     text = resources.files("reconciler").joinpath("schemas/plan.schema.json").read_text()
     return jsonschema.Draft202012Validator(json.loads(text))
 

@@ -17,8 +17,6 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev dependencies
-
 from reconciler import __version__
 from reconciler.errors import StateError
 from reconciler.model import Inventory, InventoryEntry
@@ -138,6 +136,8 @@ def _check_format_version(document: Any, *, source: str) -> None:
 
 
 def _raise_first_error(errors: Iterator[Any], *, source: str, prefix: str = "") -> None:
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415  # deferred, no stubs
+
     error = jsonschema.exceptions.best_match(errors)
     if error is None:
         return
@@ -163,6 +163,9 @@ def corrupt_state_hint(source: str) -> str:
 def _validator() -> Any:
     text = resources.files("reconciler").joinpath("schemas/state.schema.json").read_text()
     schema = json.loads(text)
+    # Imported here so that a plan on an empty estate, which reads no state, skips the cost.
+    import jsonschema  # noqa: PLC0415  # deferred, see above
+
     validator_class = jsonschema.validators.validator_for(schema)
     return validator_class(schema)
 
