@@ -24,7 +24,7 @@ import difflib
 import fnmatch
 import gc
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.grammar import plural
@@ -168,11 +168,13 @@ def _error_key(error: PlanError) -> tuple[str, str]:
     return (error.account or "", error.code.value)
 
 
-def _all_names(manifest: Manifest, inventory: Inventory) -> list[str]:
+def _all_names(manifest: Manifest, inventory: Inventory) -> set[str]:
+    # Left unsorted: no caller depends on the order, and sorting 100,000 names took a
+    # twentieth of the planner's time at that size.
     names = {account.name for account in manifest.accounts}
     names |= set(inventory.entries)
     names |= {removed.name for removed in manifest.removed}
-    return sorted(names)
+    return names
 
 
 def _select(names: Iterable[str], options: PlanOptions, warnings: list[str]) -> set[str]:
@@ -196,7 +198,7 @@ def _select(names: Iterable[str], options: PlanOptions, warnings: list[str]) -> 
     return selected
 
 
-def _unmatched_targets(names: Sequence[str], options: PlanOptions) -> list[PlanError]:
+def _unmatched_targets(names: Collection[str], options: PlanOptions) -> list[PlanError]:
     """Return an error for each --target glob that matches no account.
 
     A mistyped target would otherwise plan nothing and report "no changes", which a CI job
