@@ -177,6 +177,7 @@ def _definitions(results: Results) -> list[str]:
         "interpreter start, manifest parsing and planning, which grantctl's figure includes.",
         "- Lower bound of the first apply: N connects at the apply's rate limit (N / rate).",
         "- Pure planner targets are judged on CPU time, because other processes shared the two "
-        "cores; wall time is shown next to it.",
+        "cores; wall time is shown next to it. Each size plans the same inputs three times in "
+        "one process and keeps the fastest run, as `timeit` does.",
         "",
     ]
