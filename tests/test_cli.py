@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import grantctl
+from reconciler.cli import SUBCOMMANDS, subcommand
 from reconciler.commands import plan as plan_commands
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.secrets import Secret
@@ -149,10 +149,12 @@ def test_plan_flags_with_plan_file_rejected(tmp_path: Path) -> None:
     assert "cannot be used with a plan file" in result.stderr
 
 
-@pytest.mark.parametrize("name", sorted(grantctl.commands))
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
 def test_every_command_accepts_log_level(name: str) -> None:
     """`grantctl COMMAND --log-level info` parses for every subcommand."""
-    options = {option for parameter in grantctl.commands[name].params for option in parameter.opts}
+    command = subcommand(name)
+    assert command is not None
+    options = {option for parameter in command.params for option in parameter.opts}
 
     assert "--log-level" in options
 

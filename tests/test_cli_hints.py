@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
-from reconciler.cli import grantctl
+from reconciler.cli import subcommand
 from reconciler.commands.tools import force_unlock_command
 
 SOURCE = Path(__file__).parents[1] / "reconciler"
@@ -83,8 +83,8 @@ def test_messages_name_commands() -> None:
 @pytest.mark.parametrize(("where", "command_line"), COMMANDS, ids=[w for w, _ in COMMANDS])
 def test_message_command_runnable(where: str, command_line: str) -> None:
     name, *words = command_line.split()
-    assert name in grantctl.commands, f"{where}: no subcommand {name!r}"
-    command = grantctl.commands[name]
+    command = subcommand(name)
+    assert command is not None, f"{where}: no subcommand {name!r}"
     options = {
         option: parameter
         for parameter in command.params

@@ -207,10 +207,10 @@ COMMAND_LINES = all_command_lines()
 )
 def test_command_line_exists(source: str, argv: list[str]) -> None:
     """Each grantctl call names a real command and only options it defines."""
-    from reconciler.cli import grantctl
+    from reconciler.cli import subcommand
 
     name, *rest = argv
-    command = grantctl.commands.get(name)
+    command = subcommand(name)
     assert command is not None, f"{source}: grantctl has no command {name!r}"
 
     ctx = click.Context(command)
