@@ -156,9 +156,13 @@ def _compiled_check() -> Callable[[Any], Any]:
     return fastjsonschema.compile(manifest_schema(), use_formats=False, use_default=False)
 
 
-def is_valid_fast(data: Any) -> bool:
-    """Return True only if `data` is valid; False means `_validator` has to decide."""
-    if _contains_float(data):
+def is_valid_fast(data: Any, *, may_hold_floats: bool = True) -> bool:
+    """Return True only if `data` is valid; False means `_validator` has to decide.
+
+    `may_hold_floats=False` skips the walk that looks for floats, for data whose reader
+    rules them out.
+    """
+    if may_hold_floats and _contains_float(data):
         return False
     try:
         _compiled_check()(data)
@@ -242,7 +246,7 @@ class Reporter:
 
 def check_schema(data: Any, reporter: Reporter) -> None:
     """Report every schema error of `data`, skipping values the YAML loader already flagged."""
-    if is_valid_fast(data):
+    if is_valid_fast(data, may_hold_floats=reporter.loaded.may_hold_floats):
         return
     for error in _validator().iter_errors(data):
         path: YamlPath = tuple(error.absolute_path)

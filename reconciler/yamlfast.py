@@ -74,8 +74,12 @@ def read_plain_yaml(text: str) -> LoadedYaml | None:
             return None
     except _OutsideSubsetError:
         return None
+    # `_plain_value` returns no floats, so the schema check can skip looking for them.
     return LoadedYaml(
-        data=data, value_positions=reader.value_positions, key_positions=reader.key_positions
+        data=data,
+        value_positions=reader.value_positions,
+        key_positions=reader.key_positions,
+        may_hold_floats=False,
     )
 
 

@@ -123,6 +123,7 @@ def test_types_of_values() -> None:
     assert loaded is not None
     assert loaded.data == {"a": 7, "b": True, "c": None, "d": "7", "e": "2024-01-02"}
     assert type(loaded.data["a"]) is int
+    assert loaded.may_hold_floats is False
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
