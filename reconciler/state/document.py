@@ -72,8 +72,11 @@ def document_to_inventory(document: Any, *, source: str) -> Inventory:
     _check_format_version(document, source=source)
     # The schema validates the envelope; entries are checked by `_entry_from_document`,
     # because jsonschema needs seconds for 10,000 entries and an apply re-reads often.
-    envelope = {**document, "entries": {}} if isinstance(document, dict) else document
-    _raise_first_error(_validator().iter_errors(envelope), source=source)
+    if not _envelope_is_valid(document):
+        envelope = document
+        if isinstance(document, dict) and isinstance(document.get("entries"), dict):
+            envelope = {**document, "entries": {}}
+        _raise_first_error(_validator().iter_errors(envelope), source=source)
     entries = {
         name: _entry_from_document(name, values, source=source)
         for name, values in document["entries"].items()
@@ -91,39 +94,62 @@ def _entry_from_document(name: str, values: Any, *, source: str) -> InventoryEnt
     return InventoryEntry(name=name, **arguments)
 
 
+# The fast checks below accept a subset of what the schema accepts: exact JSON types only, as
+# `json.loads` returns them. Anything else goes to jsonschema, which decides and words errors.
 # Allowed types of each entry field, mirroring `$defs/entry` in schemas/state.schema.json.
-_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
-    "grant_id": (str,),
-    "provider": (str,),
-    "email": (str,),
-    "vault_path": (str,),
-    "vault_version_sent": (int, type(None)),
-    "protect": (bool,),
-    "credential_id": (str, type(None)),
-    "scopes": (list,),
-    "updated_at": (str,),
-    "failures": (int,),
-    "quarantined": (bool,),
-    "last_error": (str,),
-    "vault_version_failed": (int, type(None)),
+_ENTRY_TYPES: dict[str, frozenset[type]] = {
+    "grant_id": frozenset({str}),
+    "provider": frozenset({str}),
+    "email": frozenset({str}),
+    "vault_path": frozenset({str}),
+    "vault_version_sent": frozenset({int, type(None)}),
+    "protect": frozenset({bool}),
+    "credential_id": frozenset({str, type(None)}),
+    "scopes": frozenset({list}),
+    "updated_at": frozenset({str}),
+    "failures": frozenset({int}),
+    "quarantined": frozenset({bool}),
+    "last_error": frozenset({str}),
+    "vault_version_failed": frozenset({int, type(None)}),
 }
 _REQUIRED_ENTRY_FIELDS = ("grant_id", "provider", "email", "vault_path")
+_ENVELOPE_TYPES: dict[str, type] = {
+    "format_version": int,
+    "lineage": str,
+    "serial": int,
+    "tool_version": str,
+    "written_at": str,
+    "entries": dict,
+}
+
+
+def _envelope_is_valid(document: Any) -> bool:
+    """Return True only if the document's top level is valid, apart from its entries."""
+    if type(document) is not dict or any(
+        _ENVELOPE_TYPES.get(key) is not type(value) for key, value in document.items()
+    ):
+        return False
+    required = ("format_version", "lineage", "serial", "entries")
+    return (
+        all(key in document for key in required)
+        and document["format_version"] == FORMAT_VERSION
+        and bool(document["lineage"])
+        and document["serial"] >= 0
+    )
 
 
 def _entry_is_valid(values: Any) -> bool:
-    if not isinstance(values, dict) or not all(key in values for key in _REQUIRED_ENTRY_FIELDS):
+    """Return True only if `values` is a valid entry; it runs once per entry on every read."""
+    if type(values) is not dict or not all(key in values for key in _REQUIRED_ENTRY_FIELDS):
         return False
     for key, value in values.items():
         allowed = _ENTRY_TYPES.get(key)
-        if allowed is None or not isinstance(value, allowed):
+        if allowed is None or type(value) not in allowed:
             return False
-        # bool is an int subclass, and JSON Schema does not count true as an integer.
-        if isinstance(value, bool) and bool not in allowed:
+        if type(value) is int and value < 0:
             return False
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-            return False
-    scopes = values.get("scopes", [])
-    return bool(values["provider"]) and all(isinstance(scope, str) for scope in scopes)
+    scopes = values.get("scopes", ())
+    return bool(values["provider"]) and all(type(scope) is str for scope in scopes)
 
 
 def _check_format_version(document: Any, *, source: str) -> None:
