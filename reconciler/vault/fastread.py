@@ -1,12 +1,14 @@
-"""A light GET path for the many small metadata reads of a plan.
+"""A light GET path for the many small secret and metadata reads of plans and applies.
 
 A plan reads the metadata of every account's secret: 10,000 requests for a 10,000-account
-manifest. Through hvac and requests each costs 2 to 3 ms of CPU, measured on a 2-core machine
-against a local OpenBao (`benchmarks/RESULTS.md`), against about 0.6 ms for `http.client` with
-one keep-alive connection per thread. This module is that thin path, and it handles only the
-common responses: 200 and 404. Everything else (a 403, a 5xx, a sealed server, a network error,
-a proxy or client certificate in the settings) returns None, and the caller repeats the read
-through `VaultSession.request`, which owns retries, token recovery and error translation.
+manifest. An apply also reads each secret it sends. Through hvac and requests each read
+costs 2 to 3 ms of CPU, measured on a 2-core machine against a local OpenBao, against about
+0.6 ms for `http.client` with one keep-alive connection per thread. This module is that thin
+path, and it handles only the common responses: 200 and 404. Everything else (a 403, a 5xx,
+a sealed server, a network error, a proxy or client certificate in the settings) returns
+None, and the caller repeats the read through `VaultSession.request`, which owns retries,
+token recovery and error translation. It logs nothing, so secret values in a response body
+reach only the caller.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import json
 import os
 import ssl
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from reconciler.vault.auth import AuthConfig
 
@@ -36,7 +39,9 @@ class FastReader:
         self._context = _tls_context(config) if self._url.scheme == "https" else None
         self._local = threading.local()
 
-    def get(self, path: str, token: str) -> tuple[int, dict[str, Any]] | None:
+    def get(
+        self, path: str, token: str, params: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]] | None:
         """Return (status, decoded body) of `GET /v1/<path>` when it is 200 or 404, else None."""
         if not self._enabled:
             return None
@@ -44,6 +49,8 @@ class FastReader:
         if self._namespace:
             headers["X-Vault-Namespace"] = self._namespace
         url = "/v1/" + quote(path.strip("/"), safe="/")
+        if params:
+            url += "?" + urlencode(params)
         try:
             connection = self._connection()
             connection.request("GET", url, headers=headers)

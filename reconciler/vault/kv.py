@@ -100,7 +100,9 @@ class VaultSecretStore:
         """
         api_path = self.data_path(path)
         params = {"version": str(version)} if version is not None and self._versioned else None
-        response = self.session.request("GET", api_path, params=params, capability="read")
+        response = self.session.fast_get(api_path, params)
+        if response is None:
+            response = self.session.request("GET", api_path, params=params, capability="read")
         if response.status == 404:
             raise self._missing_data_error(path, api_path, version, response.body)
         data = response.body.get("data")

@@ -91,17 +91,18 @@ class VaultSession:
         """Vault's base URL."""
         return self.config.addr
 
-    def fast_get(self, path: str) -> VaultResponse | None:
+    def fast_get(self, path: str, params: Mapping[str, str] | None = None) -> VaultResponse | None:
         """Return a 200 or 404 response to `GET /v1/<path>` through the light path, else None.
 
-        For the many metadata reads of a plan. On None the caller repeats the read with
-        `request`, which retries, recovers the token and translates errors.
+        For the many secret and metadata reads of a plan or an apply. On None the caller
+        repeats the read with `request`, which retries, recovers the token and translates
+        errors.
         """
         self._refresh_if_expiring()
         token = getattr(self._client, "token", None)
         if not token:
             return None
-        answer = self._fast.get(path, str(token))
+        answer = self._fast.get(path, str(token), params)
         return None if answer is None else VaultResponse(*answer)
 
     def authenticate(self) -> None:
