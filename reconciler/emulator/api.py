@@ -74,7 +74,10 @@ def list_grants(request: ApiRequest, core: EmulatorCore) -> Response:
     matches = _grant_filter(query)
     with core.store.lock:
         ordered = core.store.sorted_grants(sort_by, descending=order_by == "desc")
-        selected = [grant for grant in ordered if matches(grant)]
+        # Without filters a page is a slice: filtering every grant for every page made
+        # listing 10,000 grants 200 at a time cost the emulator over a second of CPU.
+        filtering = any(name in query for name in _FILTER_PARAMETERS)
+        selected = [grant for grant in ordered if matches(grant)] if filtering else ordered
         page = [grant.to_json() for grant in selected[offset : offset + limit]]
     body: dict[str, object] = {
         "request_id": request.request_id,
@@ -83,6 +86,19 @@ def list_grants(request: ApiRequest, core: EmulatorCore) -> Response:
         "offset": offset,
     }
     return Response(200, body)
+
+
+# The query parameters `_grant_filter` reads.
+_FILTER_PARAMETERS = (
+    "email",
+    "grant_status",
+    "since",
+    "before",
+    "provider",
+    "ip",
+    "account_id",
+    "workspace_id",
+)
 
 
 def _grant_filter(query: Mapping[str, str]) -> Callable[[GrantRecord], bool]:
