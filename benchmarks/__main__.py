@@ -40,6 +40,9 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rate-limit", type=int, default=50, help="emulator requests/s")
     parser.add_argument("--apply-rate", type=float, default=45.0, help="apply --rate-limit")
     parser.add_argument("--parallelism", type=int, default=10)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each read-only step; the fastest counts"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "out", help="results directory")
     parser.add_argument("--results-md", type=Path, default=None, help="where RESULTS.md goes")
     parser.add_argument("--smoke", action="store_true", help="200 accounts, 2 ms latency")
@@ -47,6 +50,7 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     if arguments.smoke:
         arguments.sizes, arguments.planner_sizes, arguments.apply_size = [200], [2000], 200
         arguments.latency_ms = 2.0
+        arguments.repeats = 1
     if arguments.results_md is None:
         directory = arguments.out if arguments.smoke else HERE
         arguments.results_md = directory / "RESULTS.md"
@@ -85,6 +89,7 @@ def _scenario(arguments: argparse.Namespace) -> e2e.Scenario:
         apply_rate=arguments.apply_rate,
         parallelism=arguments.parallelism,
         apply_size=arguments.apply_size,
+        repeats=arguments.repeats,
     )
 
 

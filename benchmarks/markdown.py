@@ -176,6 +176,10 @@ def _definitions(results: Results) -> list[str]:
         "N metadata reads, measured in the same run against the same server. It leaves out "
         "interpreter start, manifest parsing and planning, which grantctl's figure includes.",
         "- Lower bound of the first apply: N connects at the apply's rate limit (N / rate).",
+        f"- Plans, audits and the Vault lower bound run {results['scenario']['repeats']} times "
+        "each, a plan alternating with the bound it is compared with, and the fastest run "
+        "counts, as `timeit` does, because the shared machine's speed varied by as much as 30% "
+        "during a run. `results.json` lists every run. The baselines and the apply run once.",
         "- Pure planner targets are judged on CPU time, because other processes shared the two "
         "cores; wall time is shown next to it. Each size plans the same inputs three times in "
         "one process and keeps the fastest run, as `timeit` does.",
