@@ -26,7 +26,6 @@ import yaml
 from yaml.nodes import ScalarNode
 
 from reconciler.yamlstrict import (
-    MAX_DEPTH,
     MAX_INTEGER_DIGITS,
     LoadedYaml,
     Position,
@@ -47,6 +46,10 @@ _PLAIN_SCALAR = re.compile(rf"(?=[A-Za-z0-9_./]){_PLAIN_WORD}(?: {_PLAIN_WORD})*
 # Inside a flow sequence, where a colon has further meanings.
 _FLOW_ITEM = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./@+-]*")
 _DECIMAL_INTEGER = re.compile(rf"0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}}")
+
+# Far below the strict loader's MAX_DEPTH, which counts scalars and flow items too, so every
+# document near that limit gets the strict loader's diagnostic. Manifests nest 4 levels deep.
+_MAX_DEPTH = 16
 
 _TAG_PREFIX = "tag:yaml.org,2002:"
 _RESOLVER = yaml.resolver.Resolver()
@@ -95,7 +98,8 @@ def _content_lines(text: str) -> list[_Line]:
             stripped = _without_comment(stripped)
         content = stripped.rstrip(" ")
         if content.startswith(("%", "---", "...")):
-            if content == "---" and not lines:
+            # Only a `---` in column 1 starts the document; indented, it is content.
+            if content == "---" and indent == 0 and not lines:
                 continue
             raise _OutsideSubsetError
         lines.append((number, indent, content))
@@ -123,7 +127,7 @@ class _PlainReader:
 
     def read_block(self, indent: int, path: YamlPath, depth: int) -> Any:
         """Read the mapping or sequence whose first line is the current one, at `indent`."""
-        if depth >= MAX_DEPTH:
+        if depth >= _MAX_DEPTH:
             raise _OutsideSubsetError
         number, _, text = self.lines[self.index]
         self.value_positions[path] = (number, indent + 1)

@@ -19,6 +19,9 @@ from tests.test_manifest_properties import mutated_example
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grants.yaml"
 
+# Twenty mappings, each nested in the one before, then a value.
+DEEP_NESTING = "".join(f"{'  ' * level}k{level}:\n" for level in range(20)) + " " * 40 + "v: w\n"
+
 ACCEPTED = {
     "nested mappings": "a:\n  b:\n    c: d\n  e: f\n",
     "indented sequence": "a:\n  - p\n  - q\nb: z\n",
@@ -83,6 +86,8 @@ LEFT_TO_PYYAML = {
     "only comments": "# nothing\n",
     "scalar root": "just text\n",
     "null byte": "a: b\x00\n",
+    "indented document start": "# c\n  ---\na: b\n",
+    "deep nesting": DEEP_NESTING,
 }
 
 
