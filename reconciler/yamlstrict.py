@@ -178,6 +178,7 @@ if _CParser is not None:
 
 def load_strict_yaml(text: str, *, filename: str) -> LoadedYaml:
     """Parse `text` as one strict YAML document; raise `ManifestError` if it cannot be parsed."""
+    _reject_hidden_line_breaks(text, filename)
     composed = _compose_with_libyaml(text)
     loader, root = composed if composed is not None else _compose(text, filename)
     if root is None:
@@ -191,6 +192,23 @@ def load_strict_yaml(text: str, *, filename: str) -> LoadedYaml:
         problems=builder.problems,
         flagged=builder.flagged,
     )
+
+
+# Characters that YAML 1.1 reads as line breaks but most editors show on one line, which
+# would make every later position point at the wrong line.
+_HIDDEN_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
+def _reject_hidden_line_breaks(text: str, filename: str) -> None:
+    found = _HIDDEN_LINE_BREAKS.search(text)
+    if found is None:
+        return
+    line, column = position_of_offset(text, found.start())
+    message = (
+        f"the character U+{ord(found.group()):04X} is a line break in YAML but not in most "
+        "editors; replace it with a space or a newline"
+    )
+    raise ManifestError([Diagnostic(filename, line, column, message)])
 
 
 def _compose_with_libyaml(text: str) -> tuple[_Loader, Node | None] | None:
@@ -232,11 +250,15 @@ def _compose(text: str, filename: str) -> tuple[_Loader, Node | None]:
 
 
 def position_of_offset(text: str, offset: int) -> Position:
-    """Return the 1-based line and column of character `offset` in `text`."""
+    """Return the 1-based line and column of character `offset` in `text`.
+
+    Lines end at LF, CRLF or a lone CR, as in editors and in PyYAML.
+    """
     offset = max(0, min(offset, len(text)))
-    line = text.count("\n", 0, offset) + 1
-    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return line, column
+    line = text.count("\n", 0, offset) + text.count("\r", 0, offset) + 1
+    line -= text.count("\r\n", 0, offset)
+    line_start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+    return line, offset - line_start + 1
 
 
 def _describe_character(character: object) -> str:

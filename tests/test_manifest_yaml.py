@@ -171,6 +171,19 @@ def test_control_character_rejected() -> None:
     assert "U+0007" in diagnostic.message
 
 
+@pytest.mark.parametrize("line_end", ["\r", "\r\n"])
+def test_control_character_position_with_cr(line_end: str) -> None:
+    diagnostic = only(VALID.replace("leyah@", "le\x07yah@").replace("\n", line_end))
+    assert (diagnostic.line, diagnostic.column) == (6, 14)
+
+
+@pytest.mark.parametrize("character", ["\u2028", "\u2029", "\x85"])
+def test_hidden_line_break_rejected(character: str) -> None:
+    diagnostic = only("# a comment" + character + "that continues\n" + VALID)
+    assert (diagnostic.line, diagnostic.column) == (1, 12)
+    assert f"U+{ord(character):04X}" in diagnostic.message
+
+
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
 def test_empty_manifest(text: str) -> None:
     diagnostic = only(text)
