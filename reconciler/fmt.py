@@ -11,6 +11,7 @@ nothing. Indentation becomes two spaces, with list dashes indented under their k
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,7 +116,9 @@ def _syntax_error(filename: str, error: MarkedYAMLError) -> ManifestError:
     if "single document" in (error.context or ""):
         message = MULTIPLE_DOCUMENTS_MESSAGE
     else:
-        message = f"invalid YAML: {error.problem or 'syntax error'}"
+        # ruamel.yaml formats some token names as one-element tuples: ('<block mapping start>',).
+        problem = re.sub(r"\('([^']*)',\)", r"'\1'", error.problem or "syntax error")
+        message = f"invalid YAML: {problem}"
     return ManifestError([Diagnostic(filename, line, column, message)])
 
 

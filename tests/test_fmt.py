@@ -150,3 +150,11 @@ def test_mapping_as_key_is_manifest_error() -> None:
     """A mapping used as a key is reported as invalid YAML, never raised as TypeError."""
     with pytest.raises(ManifestError, match="mapping key must be a plain value"):
         format_manifest("version: 1\n? {a: [1]}\n: c\n")
+
+
+def test_syntax_error_names_tokens_plainly() -> None:
+    with pytest.raises(ManifestError) as raised:
+        format_manifest("# c\n  ---\n" + EXAMPLE_TEXT)
+    message = raised.value.diagnostics[0].message
+    assert "but found '<block mapping start>'" in message
+    assert "('" not in message
