@@ -89,3 +89,12 @@ def test_read_agrees_with_schema(name: str) -> None:
     else:
         read_ok = True
     assert read_ok == schema_valid, f"read accepted: {read_ok}, schema accepts: {schema_valid}"
+
+
+def test_integral_floats_read_as_integers() -> None:
+    candidate = document(serial=3.0)
+    candidate["entries"]["leyah"]["failures"] = 2.0
+    inventory = document_to_inventory(candidate, source="state.json")
+    assert type(inventory.serial) is int
+    assert inventory.serial == 3
+    assert type(inventory.entries["leyah"].failures) is int

@@ -81,7 +81,9 @@ def document_to_inventory(document: Any, *, source: str) -> Inventory:
         name: _entry_from_document(name, values, source=source)
         for name, values in document["entries"].items()
     }
-    return Inventory(lineage=document["lineage"], serial=document["serial"], entries=entries)
+    # JSON Schema counts 2.0 as an integer; keep it as one, so it is written back as 2.
+    serial = int(document["serial"])
+    return Inventory(lineage=document["lineage"], serial=serial, entries=entries)
 
 
 def _entry_from_document(name: str, values: Any, *, source: str) -> InventoryEntry:
@@ -91,6 +93,9 @@ def _entry_from_document(name: str, values: Any, *, source: str) -> InventoryEnt
         _raise_first_error(errors, source=source, prefix=f"entries/{name}")
     arguments = dict(values)
     arguments["scopes"] = tuple(values.get("scopes", ()))
+    for key in ("vault_version_sent", "failures", "vault_version_failed"):
+        if isinstance(arguments.get(key), float):
+            arguments[key] = int(arguments[key])
     return InventoryEntry(name=name, **arguments)
 
 
