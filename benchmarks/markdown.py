@@ -182,6 +182,7 @@ def _definitions(results: Results) -> list[str]:
         "during a run. `results.json` lists every run. The baselines and the apply run once.",
         "- Pure planner targets are judged on CPU time, because other processes shared the two "
         "cores; wall time is shown next to it. Each size plans the same inputs three times in "
-        "one process and keeps the fastest run, as `timeit` does.",
+        f"one process, in {results['scenario']['repeats']} child processes that alternate "
+        "between the sizes, and the fastest run counts, as `timeit` does.",
         "",
     ]
