@@ -71,7 +71,7 @@ class LoadedYaml:
     key_positions: dict[YamlPath, Position] = field(default_factory=dict)
     problems: list[tuple[YamlPath, Position, str]] = field(default_factory=list)
     flagged: set[YamlPath] = field(default_factory=set)
-    # False only when the reader guarantees that `data` holds no float anywhere.
+    # False only when the reader guarantees that `data` contains no float anywhere.
     may_hold_floats: bool = True
 
 
