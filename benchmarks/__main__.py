@@ -100,14 +100,9 @@ def _run_planner(sizes: Sequence[int], repeats: int) -> dict[str, object]:
         for count in sizes:
             print(f"planner: {count} accounts", file=sys.stderr)
             runs[count].append(run_child("planner", {"accounts": count}, {}).as_dict())
-    results: dict[str, object] = {}
-    for count, measured in runs.items():
-        fastest = min(measured, key=lambda run: float(run["planner_cpu_s"]))  # type: ignore[arg-type]  # a number
-        results[str(count)] = {
-            **fastest,
-            "runs_planner_cpu_s": [run["planner_cpu_s"] for run in measured],
-        }
-    return results
+    return {
+        str(count): e2e.fastest_run(measured, "planner_cpu_s") for count, measured in runs.items()
+    }
 
 
 def _run_sizes(arguments: argparse.Namespace, scenario: e2e.Scenario) -> dict[str, object]:

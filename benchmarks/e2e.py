@@ -90,8 +90,8 @@ def _grantctl_and_baseline(
     for _ in range(scenario.repeats):
         plans.append(_grantctl(site, "plan-empty", ["plan", str(site.manifest), *common]))
         floors.append(_vault_floor(site, accounts, scenario.parallelism).as_dict())
-    results["plan_empty"] = _fastest(plans, "wall_s")
-    results["vault_floor"] = _fastest(floors, "read_s")
+    results["plan_empty"] = fastest_run(plans, "wall_s")
+    results["vault_floor"] = fastest_run(floors, "read_s")
     results["baseline_plan"] = _baseline(site, accounts, "plan").as_dict()
     apply_flags = ["--rate-limit", str(scenario.apply_rate), *common]
     events = site.directory / "apply-events.jsonl"
@@ -108,12 +108,12 @@ def _grantctl_and_baseline(
     for _ in range(scenario.repeats):
         plans.append(_grantctl(site, "plan-no-change", plan_argv))
         audits.append(_grantctl(site, "audit", audit_argv))
-    results["plan_no_change"] = _fastest(plans, "wall_s")
-    results["audit"] = _fastest(audits, "wall_s")
+    results["plan_no_change"] = fastest_run(plans, "wall_s")
+    results["audit"] = fastest_run(audits, "wall_s")
     return results
 
 
-def _fastest(runs: list[dict[str, object]], key: str) -> dict[str, object]:
+def fastest_run(runs: list[dict[str, object]], key: str) -> dict[str, object]:
     """Return the run with the smallest `key`, with every run's `key` under `runs_<key>`."""
     fastest = min(runs, key=lambda run: float(run[key]))  # type: ignore[arg-type]  # a number
     return {**fastest, f"runs_{key}": [run[key] for run in runs]}

@@ -38,7 +38,7 @@ from reconciler.yamlstrict import (
 _UNUSUAL_CHARACTERS = re.compile("[\t\r\x85\u2028\u2029\ufeff]")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # A mapping entry: the key, its colon, and either nothing or spaces and the value.
-_ENTRY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?:( +)(.+))?")
+_ENTRY = re.compile(rf"({_KEY.pattern}):(?:( +)(.+))?")
 # A plain scalar: words of safe characters separated by single spaces. A colon may only sit
 # between two other characters, since `a:` or `a: b` would start a mapping.
 _PLAIN_WORD = r"[A-Za-z0-9_./@+-]+(?::[A-Za-z0-9_./@+-]+)*"
