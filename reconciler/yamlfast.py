@@ -48,7 +48,7 @@ _FLOW_ITEM = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./@+-]*")
 _DECIMAL_INTEGER = re.compile(rf"0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}}")
 
 # Far below the strict loader's MAX_DEPTH, which counts scalars and flow items too, so every
-# document near that limit gets the strict loader's diagnostic. Manifests nest 4 levels deep.
+# document near that limit gets the strict loader's diagnostic. Manifests nest about 4 levels deep.
 _MAX_DEPTH = 16
 
 _TAG_PREFIX = "tag:yaml.org,2002:"
@@ -87,7 +87,7 @@ def read_plain_yaml(text: str) -> LoadedYaml | None:
 
 
 def _content_lines(text: str) -> list[_Line]:
-    """Return the lines that hold content, without comments and trailing spaces."""
+    """Return the content lines, without comments and trailing spaces."""
     lines: list[_Line] = []
     for number, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.lstrip(" ")
@@ -98,7 +98,7 @@ def _content_lines(text: str) -> list[_Line]:
             stripped = _without_comment(stripped)
         content = stripped.rstrip(" ")
         if content.startswith(("%", "---", "...")):
-            # Only a `---` in column 1 starts the document; indented, it is content.
+            # Only a `---` in column 1 starts the document. Indented, it is content.
             if content == "---" and indent == 0 and not lines:
                 continue
             raise _OutsideSubsetError
@@ -107,7 +107,7 @@ def _content_lines(text: str) -> list[_Line]:
 
 
 def _without_comment(text: str) -> str:
-    """Return `text` without a trailing comment; a `#` after a space starts one."""
+    """Return `text` without a trailing comment. A `#` after a space starts one."""
     start = text.find(" #")
     content = text if start < 0 else text[:start]
     # Inside quotes, " #" would be text, so a quote before it leaves the line to PyYAML.
@@ -117,7 +117,7 @@ def _without_comment(text: str) -> str:
 
 
 class _PlainReader:
-    """Reads block nodes from the content lines, recording where each value and key starts."""
+    """A reader of block nodes from the content lines that records where values and keys start."""
 
     def __init__(self, lines: list[_Line]) -> None:
         self.lines = lines
@@ -240,7 +240,7 @@ def _quoted(text: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _plain_value(text: str) -> Any:
-    """Return the value of a plain scalar; raise `_OutsideSubsetError` for unusual kinds."""
+    """Return the value of a plain scalar, or raise `_OutsideSubsetError` for other kinds."""
     if text[0] not in _RESOLVER.yaml_implicit_resolvers:
         # No implicit type starts with this character, so the scalar is a string. Every
         # YAML 1.1 trap starts with a character that does (y, n, o, digits, signs).
