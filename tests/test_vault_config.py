@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli_reconcile import reconcile_command
+from reconciler.commands.apply import apply_command
 from reconciler.commands.audit import audit_command
-from reconciler.commands.plan import apply_command, plan_command
+from reconciler.commands.plan import plan_command
 from reconciler.errors import ConfigError
 from reconciler.secrets import Secret
 from reconciler.vault import AuthConfig, AuthMethod
