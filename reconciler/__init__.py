@@ -1,8 +1,5 @@
 """grantctl: keep a Nylas application's grants equal to a YAML manifest kept in git."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("nylas-grant-reconciler")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written; pyproject.toml reads it from here. Asking
+# importlib.metadata instead would cost every command about 50 ms of start-up.
+__version__ = "0.1.0"
