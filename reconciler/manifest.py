@@ -37,7 +37,7 @@ from reconciler.model import (
     VaultSettings,
 )
 from reconciler.yamlfast import read_plain_yaml
-from reconciler.yamlstrict import load_strict_yaml, position_of_offset
+from reconciler.yamlstrict import LoadedYaml, load_strict_yaml, position_of_offset
 
 # Far above any real manifest, since a thousand accounts take about 200 KB. The limit keeps
 # a mistaken or hostile file from tying up the pure-Python YAML parser.
@@ -78,21 +78,34 @@ def load_manifest_text(
         message = f"the manifest is larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB"
         raise ManifestError([Diagnostic(filename, 0, 0, message)])
     decoded = _decode(content, filename)
+    prefixes = normalize_prefixes(allowed_prefixes)
 
-    # The fast reader handles plain block YAML and returns None for anything else.
-    loaded = read_plain_yaml(decoded)
+    # The fast reader handles plain block YAML and returns None for anything else. It first
+    # records only what a valid manifest needs, and reads again to position any problem.
+    loaded = read_plain_yaml(decoded, all_positions=False)
     if loaded is None:
         loaded = load_strict_yaml(decoded, filename=filename)
-    if loaded.data is None:
-        raise ManifestError([Diagnostic(filename, 1, 1, "manifest is empty")])
+    reporter = _check(loaded, filename, prefixes)
+    if reporter.diagnostics and not loaded.all_positions:
+        loaded = read_plain_yaml(decoded) or load_strict_yaml(decoded, filename=filename)
+        reporter = _check(loaded, filename, prefixes)
+    diagnostics = _unique_sorted(reporter.diagnostics)
+    if diagnostics:
+        raise ManifestError(diagnostics)
+    return _build_manifest(loaded.data, reporter, filename, hashlib.sha256(content).hexdigest())
+
+
+def _check(loaded: LoadedYaml, filename: str, prefixes: Sequence[str]) -> Reporter:
+    """Return a reporter holding every problem of the loaded document, or none."""
     reporter = Reporter(loaded, filename)
+    if loaded.data is None:
+        reporter.diagnostics.append(Diagnostic(filename, 1, 1, "manifest is empty"))
+        return reporter
     if not isinstance(loaded.data, dict):
         reporter.add(
             (), "the manifest must be a mapping with keys such as version, nylas and accounts"
         )
-        raise ManifestError(reporter.diagnostics)
-
-    prefixes = normalize_prefixes(allowed_prefixes)
+        return reporter
     check_schema(loaded.data, reporter)
     check_rules(loaded.data, reporter, prefixes)
     for path, (line, column), message in loaded.problems:
@@ -100,10 +113,7 @@ def load_manifest_text(
         reporter.diagnostics.append(
             Diagnostic(filename, line, column, where + message, reporter.account_name(path))
         )
-    diagnostics = _unique_sorted(reporter.diagnostics)
-    if diagnostics:
-        raise ManifestError(diagnostics)
-    return _build_manifest(loaded.data, reporter, filename, hashlib.sha256(content).hexdigest())
+    return reporter
 
 
 def allowed_prefixes_from_environment(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:

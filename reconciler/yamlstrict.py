@@ -73,6 +73,8 @@ class LoadedYaml:
     flagged: set[YamlPath] = field(default_factory=set)
     # False only when the reader guarantees that `data` contains no float anywhere.
     may_hold_floats: bool = True
+    # False when only the starts of block mappings and sequences were recorded.
+    all_positions: bool = True
 
 
 class _Mark(Protocol):

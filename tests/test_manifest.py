@@ -353,6 +353,15 @@ def test_bad_manifest(text: str, line: int, fragment: str, account_name: str | N
     assert matching[0].file == "grants.yaml"
 
 
+def test_problem_in_plain_yaml_has_exact_column() -> None:
+    # A valid plain manifest is first read without value positions; a problem must still be
+    # reported where the value and the key start, so the reader reads again with positions.
+    text = BASE.replace("provider: microsoft", "provider: microsoft\n    scopes: [Mail.Read, 7]")
+    text += "    colour: blue\n"
+    diagnostics = diagnostics_of(text)
+    assert [(d.line, d.column) for d in diagnostics] == [(11, 25), (13, 5)], diagnostics
+
+
 def test_every_error_is_collected() -> None:
     text = BASE.replace("region: us", "region: mars").replace("secret: leyah", "secret: /leyah")
     text += "    protect: maybe\n"

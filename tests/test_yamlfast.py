@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 
 from reconciler.errors import ManifestError
 from reconciler.yamlfast import read_plain_yaml
-from reconciler.yamlstrict import load_strict_yaml
+from reconciler.yamlstrict import LoadedYaml, load_strict_yaml
 from tests.test_manifest_properties import mutated_example
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "grants.yaml"
@@ -100,6 +100,25 @@ def assert_same_as_strict(text: str) -> None:
     assert fast.data == strict.data
     assert fast.value_positions == strict.value_positions
     assert fast.key_positions == strict.key_positions
+    assert_lean_read_agrees(text, strict)
+
+
+def assert_lean_read_agrees(text: str, strict: LoadedYaml) -> None:
+    """Assert that a read without every position has the same data and the block starts."""
+    lean = read_plain_yaml(text, all_positions=False)
+    assert lean is not None
+    assert lean.all_positions is False
+    assert lean.data == strict.data
+    assert lean.key_positions == {}
+    for path, position in lean.value_positions.items():
+        assert strict.value_positions[path] == position
+    # Each account's line comes from the start of its mapping, so those must all be there.
+    for section in ("accounts", "removed"):
+        entries = strict.data.get(section) if isinstance(strict.data, dict) else None
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict):
+                path = (section, index)
+                assert lean.value_positions[path] == strict.value_positions[path]
 
 
 @pytest.mark.parametrize("text", ACCEPTED.values(), ids=ACCEPTED.keys())
@@ -145,3 +164,4 @@ def test_mutated_example_matches_strict(text: str) -> None:
     assert fast.data == strict.data
     assert fast.value_positions == strict.value_positions
     assert fast.key_positions == strict.key_positions
+    assert_lean_read_agrees(text, strict)
