@@ -71,6 +71,28 @@ def test_detailed_exitcode_before_and_after(scenario: Scenario) -> None:
     assert scenario.planned() == {}
 
 
+def test_plan_with_a_token_imports_no_heavy_library(scenario: Scenario) -> None:
+    """A plan that meets no error leaves hvac, jsonschema, deepdiff and the executor unloaded."""
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reconciler", "plan", "grants.yaml"],
+        env=scenario.env(),
+        cwd=scenario.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in completed.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "reconciler.planner" in imported  # the listing covers the whole run
+    heavy = {"hvac", "requests", "jsonschema", "deepdiff", "reconciler.executor"}
+    assert heavy.isdisjoint(imported), heavy & imported
+
+
 def test_plan_without_detailed_exitcode_exits_zero(scenario: Scenario) -> None:
     """Without --detailed-exitcode a plan with changes still exits 0."""
     completed = scenario.grantctl("plan", "grants.yaml")

@@ -1,13 +1,14 @@
 """Translation of hvac and requests exceptions into grantctl's `VaultError` tree.
 
 `VaultSession.call` is the only caller: every Vault request grantctl makes passes through it,
-so this module is the one place where a foreign exception becomes a `VaultError`.
+so this module is the one place where a foreign exception becomes a `VaultError`. hvac and
+requests are imported inside the functions, because a plan that meets no error never loads
+them (see `reconciler.vault.session`); by then the failed request has loaded both.
 """
 
 from __future__ import annotations
 
-import hvac.exceptions
-import requests
+from typing import TYPE_CHECKING
 
 from reconciler.errors import (
     VaultAuthError,
@@ -18,33 +19,42 @@ from reconciler.errors import (
 )
 from reconciler.secrets import REDACTOR
 
-# hvac exceptions worth retrying for an idempotent request: Vault's 429, 500, 502, 503 (when
-# not sealed) and any other status hvac does not name, such as 504 from a load balancer.
-RETRYABLE_HVAC_ERRORS = (
-    hvac.exceptions.RateLimitExceeded,
-    hvac.exceptions.InternalServerError,
-    hvac.exceptions.BadGateway,
-    hvac.exceptions.VaultDown,
-    hvac.exceptions.UnexpectedError,
-)
+if TYPE_CHECKING:
+    import requests
 
 
 def is_sealed(exc: BaseException) -> bool:
     """Return True when `exc` is Vault's 503 response from a sealed server."""
+    import hvac.exceptions  # noqa: PLC0415
+
     return isinstance(exc, hvac.exceptions.VaultDown) and "sealed" in vault_message(exc).lower()
 
 
 def is_retryable(exc: BaseException) -> bool:
     """Return True when an idempotent request that raised `exc` may succeed if sent again."""
+    import hvac.exceptions  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
     if isinstance(exc, requests.exceptions.SSLError):
         return False  # a certificate problem does not fix itself between attempts
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return True
-    return isinstance(exc, RETRYABLE_HVAC_ERRORS) and not is_sealed(exc)
+    # Vault's 429, 500, 502, 503 (when not sealed) and any other status hvac does not name,
+    # such as 504 from a load balancer.
+    retryable = (
+        hvac.exceptions.RateLimitExceeded,
+        hvac.exceptions.InternalServerError,
+        hvac.exceptions.BadGateway,
+        hvac.exceptions.VaultDown,
+        hvac.exceptions.UnexpectedError,
+    )
+    return isinstance(exc, retryable) and not is_sealed(exc)
 
 
 def vault_message(exc: BaseException) -> str:
     """Return Vault's own error text from `exc`, with any registered secret masked."""
+    import hvac.exceptions  # noqa: PLC0415
+
     errors = getattr(exc, "errors", None)
     if isinstance(errors, list) and errors:
         text = "; ".join(" ".join(str(error).split()) for error in errors)
@@ -71,6 +81,9 @@ def translate_error(exc: Exception, *, addr: str, path: str, capability: str) ->
     A 403 reaching this function comes from a token already checked to be valid, so it is a
     policy denial.
     """
+    import hvac.exceptions  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
     if isinstance(exc, VaultError):
         return exc
     if isinstance(exc, requests.exceptions.RequestException):
@@ -87,6 +100,8 @@ def translate_error(exc: Exception, *, addr: str, path: str, capability: str) ->
 
 
 def _translate_status_error(exc: Exception, *, addr: str, path: str) -> VaultError:
+    import hvac.exceptions  # noqa: PLC0415
+
     message = vault_message(exc)
     if isinstance(exc, hvac.exceptions.Unauthorized):
         return VaultAuthError(
@@ -112,6 +127,8 @@ def _translate_status_error(exc: Exception, *, addr: str, path: str) -> VaultErr
 def _translate_network_error(
     exc: requests.exceptions.RequestException, *, addr: str, path: str
 ) -> VaultError:
+    import requests  # noqa: PLC0415
+
     if isinstance(exc, requests.exceptions.SSLError):
         return VaultUnavailableError(
             f"TLS verification of Vault at {addr} failed: {type(exc).__name__}",
