@@ -128,6 +128,7 @@ def run(arguments: argparse.Namespace, command: str) -> dict[str, object]:
     """Run every measurement and return the results document."""
     scenario = _scenario(arguments)
     arguments.out.mkdir(parents=True, exist_ok=True)
+    bytecode = machine.compile_bytecode()
     before = machine.load_average()
     with LoadSampler() as sampler:
         planner = _run_planner(arguments.planner_sizes, arguments.repeats)
@@ -138,6 +139,7 @@ def run(arguments: argparse.Namespace, command: str) -> dict[str, object]:
         "max_1min": max([*sampler.samples, before[0]]),
     }
     description = machine.describe_machine()
+    description["bytecode_compiled"] = bytecode
     return {
         "command": command,
         "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

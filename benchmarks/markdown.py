@@ -146,8 +146,15 @@ def _machine(results: Results) -> list[str]:
         f"- OS: {machine['os']}",
         f"- Python {machine['python']}; {machine['openbao']}",
         f"- Libraries: {libraries}",
+        _bytecode_line(machine),
         "",
     ]
+
+
+def _bytecode_line(machine: Results) -> str:
+    if machine.get("bytecode_compiled"):
+        return "- grantctl's modules were compiled to bytecode before the run, as installing does"
+    return "- grantctl's modules could not all be compiled to bytecode before the run"
 
 
 def _definitions(results: Results) -> list[str]:
