@@ -6,7 +6,9 @@
   1/rate seconds. The bound is computed, not measured, and ignores server and network time.
 - Vault: one metadata read per account. The bound is measured in the same run by the
   smallest reader that does the job: `parallelism` threads, one keep-alive `http.client`
-  connection each, parsing only `current_version` from each response.
+  connection each, parsing only `current_version` from each response. The threads come from
+  `reconciler.threads.map_in_threads`, the fan-out grantctl's own reads use, so the bound
+  differs from grantctl's reads only in what grantctl does with each response.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import http.client
 import json
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlsplit
+
+from reconciler.threads import map_in_threads
 
 PAGE_SIZE = 200
 
@@ -57,5 +60,4 @@ def read_metadata_raw(
             return False
         return int(json.loads(body)["data"]["current_version"]) > 0
 
-    with ThreadPoolExecutor(max_workers=parallelism) as pool:
-        return sum(pool.map(read, paths))
+    return sum(map_in_threads(read, paths, parallelism, name="floor"))

@@ -1,0 +1,68 @@
+"""`map_in_threads`: results in input order, bounded concurrency, the first failure raised."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from reconciler.threads import map_in_threads
+
+
+def test_results_keep_the_input_order() -> None:
+    def slow_for_small(number: int) -> int:
+        time.sleep(0.001 * (10 - number % 10))
+        return number * number
+
+    assert map_in_threads(slow_for_small, list(range(50)), 4, name="t") == [
+        number * number for number in range(50)
+    ]
+
+
+def test_no_more_calls_run_at_once_than_workers() -> None:
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+
+    def track(_: int) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.005)
+        with lock:
+            running -= 1
+
+    map_in_threads(track, list(range(40)), 3, name="t")
+    assert peak == 3
+
+
+def test_first_failure_is_raised_and_stops_new_calls() -> None:
+    started: list[int] = []
+
+    def fail_on_five(number: int) -> int:
+        started.append(number)
+        if number == 5:
+            raise KeyError("five")
+        time.sleep(0.002)
+        return number
+
+    with pytest.raises(KeyError, match="five"):
+        map_in_threads(fail_on_five, list(range(1000)), 2, name="t")
+    # The other worker may finish the call it had started, and no more.
+    assert len(started) <= 7
+
+
+def test_threads_carry_the_given_name() -> None:
+    names = map_in_threads(lambda _: threading.current_thread().name, [1, 2, 3], 2, name="meta")
+    assert set(names) <= {"meta-0", "meta-1"}
+
+
+def test_empty_input_starts_no_thread() -> None:
+    assert map_in_threads(lambda _: 1 / 0, [], 5, name="t") == []
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        map_in_threads(str, [1], 0, name="t")
