@@ -20,7 +20,7 @@ def test_results_keep_the_input_order() -> None:
     ]
 
 
-def test_no_more_calls_run_at_once_than_workers() -> None:
+def test_concurrency_stays_within_workers() -> None:
     lock = threading.Lock()
     running = 0
     peak = 0
@@ -38,7 +38,7 @@ def test_no_more_calls_run_at_once_than_workers() -> None:
     assert peak == 3
 
 
-def test_first_failure_is_raised_and_stops_new_calls() -> None:
+def test_first_failure_stops_new_calls() -> None:
     started: list[int] = []
 
     def fail_on_five(number: int) -> int:
