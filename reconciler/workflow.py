@@ -18,6 +18,7 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.audit import AuditReport, make_audit
+from reconciler.gc_pause import collector_paused
 from reconciler.model import Grant, Inventory, Manifest, Plan, SecretVersion
 from reconciler.planfile import document_checksum, plan_to_document
 from reconciler.planner import PlanOptions, make_plan
@@ -133,12 +134,14 @@ class PlanRun:
 
 def run_plan(manifest_path: str, settings: RunSettings) -> PlanRun:
     """Load the manifest, gather the inputs and plan; lock-free and read-only."""
-    manifest = load_checked_manifest(manifest_path)
-    with open_clients(manifest, settings.vault, settings.client) as clients:
-        inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
-    return PlanRun(
-        manifest=manifest, inputs=inputs, plan=plan_from_inputs(manifest, inputs, settings.plan)
-    )
+    with collector_paused():
+        manifest = load_checked_manifest(manifest_path)
+        with open_clients(manifest, settings.vault, settings.client) as clients:
+            inputs = gather_inputs(
+                manifest, clients.state, clients.grants_api, clients.secret_store
+            )
+        plan = plan_from_inputs(manifest, inputs, settings.plan)
+    return PlanRun(manifest=manifest, inputs=inputs, plan=plan)
 
 
 def run_audit(manifest_path: str, settings: RunSettings) -> AuditReport:
@@ -150,10 +153,14 @@ def run_audit_with_grants(
     manifest_path: str, settings: RunSettings
 ) -> tuple[AuditReport, tuple[Grant, ...]]:
     """Run `run_audit` and also return every grant it saw, which the metrics file counts."""
-    manifest = load_checked_manifest(manifest_path)
-    with open_clients(manifest, settings.vault, settings.client) as clients:
-        inputs = gather_inputs(manifest, clients.state, clients.grants_api, clients.secret_store)
-    return audit_from_inputs(manifest, inputs), inputs.grants
+    with collector_paused():
+        manifest = load_checked_manifest(manifest_path)
+        with open_clients(manifest, settings.vault, settings.client) as clients:
+            inputs = gather_inputs(
+                manifest, clients.state, clients.grants_api, clients.secret_store
+            )
+        report = audit_from_inputs(manifest, inputs)
+    return report, inputs.grants
 
 
 def force_unlock(manifest_path: str, lock_id: str, vault_flags: VaultFlags) -> LockInfo | None:
