@@ -40,7 +40,7 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--apply-rate", type=float, default=45.0, help="apply --rate-limit")
     parser.add_argument("--parallelism", type=int, default=10)
     parser.add_argument(
-        "--repeats", type=int, default=3, help="runs of each read-only step; the fastest counts"
+        "--repeats", type=int, default=5, help="runs of each read-only step; the fastest counts"
     )
     parser.add_argument("--out", type=Path, default=HERE / "out", help="results directory")
     parser.add_argument("--results-md", type=Path, default=None, help="where RESULTS.md goes")

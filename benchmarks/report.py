@@ -41,8 +41,11 @@ class Target:
 def plan_bound_s(size: Results, phase: str) -> float:
     """Return the lower bound of a plan: the slower of listing grants and reading metadata."""
     bounds = size["bounds"]
-    nylas = bounds["nylas_empty_s"] if phase == "plan_empty" else bounds["nylas_full_s"]
-    return max(float(nylas), float(size["vault_floor"]["read_s"]))
+    if phase == "plan_empty":
+        nylas, floor = bounds["nylas_empty_s"], size["vault_floor"]
+    else:
+        nylas, floor = bounds["nylas_full_s"], size["vault_floor_no_change"]
+    return max(float(nylas), float(floor["read_s"]))
 
 
 def evaluate(results: Results) -> list[Target]:

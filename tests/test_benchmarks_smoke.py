@@ -30,6 +30,7 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert size["plan_no_change"]["exit_code"] == 0, "a second plan after apply has changes"
     assert size["audit"]["exit_code"] == 0, "audit after apply reports drift"
     assert size["vault_floor"]["found"] == 200
+    assert size["vault_floor_no_change"]["found"] == 200
     assert size["baseline_plan"]["result"] == 200, "the baseline found grants before apply"
     assert size["baseline_apply"]["result"] == 200
     assert results["planner"]["2000"]["changes"] == 2000
