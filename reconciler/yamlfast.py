@@ -67,10 +67,10 @@ _Line = tuple[int, int, str]
 def read_plain_yaml(text: str, *, all_positions: bool = True) -> LoadedYaml | None:
     """Return the parsed document, or None when it uses YAML this reader leaves to PyYAML.
 
-    With `all_positions` False only the start of each block mapping and sequence is recorded,
-    which is all a valid manifest needs (each account's line) and saves about a quarter of
-    the time; the result's `all_positions` says so, and a caller with a problem to report
-    reads the document again with every position.
+    With `all_positions` False, only the start of each block mapping and sequence is
+    recorded. That is all a valid manifest needs (each account's line), and it saves about a
+    third of the time. The result's `all_positions` field records the choice, so a caller
+    with a problem to report can read the document again with every position.
     """
     if _UNUSUAL_CHARACTERS.search(text) or yaml.reader.Reader.NON_PRINTABLE.search(text):
         return None

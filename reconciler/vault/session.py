@@ -7,8 +7,8 @@ both for a policy denial and for an expired or revoked token. So on a 403 the se
 logs in again once through the configured auth method and repeats the request.
 
 hvac and requests are imported when a request first needs them. A plan with a token checks
-it and reads every metadata document through `FastReader`, and so never pays their import,
-about 0.16 s of a command's start.
+it and reads every metadata document through `FastReader`, so it never imports them, which
+saves about 0.16 s of a command's start.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class VaultSession:
         backoff_s: float = DEFAULT_BACKOFF_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        # The hvac client, built on first use when None; `_token` is the token it sends.
+        # The hvac client is built on first use when None. `_token` is the token it sends.
         self._client = client
         self._client_lock = threading.Lock()
         self._token = config.token.reveal() if config.token is not None else ""
