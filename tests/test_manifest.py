@@ -354,8 +354,8 @@ def test_bad_manifest(text: str, line: int, fragment: str, account_name: str | N
 
 
 def test_problem_in_plain_yaml_has_exact_column() -> None:
-    # A valid plain manifest is first read without value positions; a problem must still be
-    # reported where the value and the key start, so the reader reads again with positions.
+    # A plain manifest is first read without value positions. A problem must still be
+    # reported where its value or key starts, so the loader reads the text again.
     text = BASE.replace("provider: microsoft", "provider: microsoft\n    scopes: [Mail.Read, 7]")
     text += "    colour: blue\n"
     diagnostics = diagnostics_of(text)

@@ -8,7 +8,7 @@ from reconciler import __version__
 from reconciler.cli import grantctl
 
 
-def test_the_package_version_matches_the_installed_distribution() -> None:
+def test_version_matches_installed_distribution() -> None:
     assert __version__ == version("nylas-grant-reconciler")
 
 
