@@ -47,7 +47,7 @@ def _versions() -> dict[str, str]:
 
 
 def compile_bytecode() -> bool:
-    """Compile grantctl's modules to bytecode, as installing a wheel does; True on success.
+    """Compile grantctl's modules to bytecode, as installing a wheel does, and report success.
 
     An editable install runs grantctl from its source tree, and with PYTHONDONTWRITEBYTECODE
     set (as on the benchmark machine) every child interpreter would compile each module
