@@ -103,12 +103,8 @@ def _reference_rows(size: Results) -> Iterator[str]:
     )
     for key, when in floors:
         if key in size:
-            floor = size[key]
-            yield (
-                f"| Vault lower bound: raw metadata reads, measured {when} "
-                f"| {floor['read_s']:.2f} | {floor['cpu_s']:.2f} | {floor['peak_rss_mib']:.0f} "
-                "| | | |"
-            )
+            label = f"Vault lower bound: raw metadata reads, measured {when}"
+            yield _measured_row(label, size[key], size[key]["read_s"])
     bounds = size["bounds"]
     yield (
         f"| Nylas lower bound: {bounds['list_pages_full']} list pages (computed) "
@@ -117,11 +113,15 @@ def _reference_rows(size: Results) -> Iterator[str]:
     loops = (("baseline_plan", "baseline plan loop"), ("baseline_apply", "baseline apply loop"))
     for key, label in loops:
         if key in size:
-            figures = size[key]
-            yield (
-                f"| {label} | {figures['wall_s']:.2f} | {figures['cpu_s']:.2f} "
-                f"| {figures['peak_rss_mib']:.0f} | | | |"
-            )
+            yield _measured_row(label, size[key], size[key]["wall_s"])
+
+
+def _measured_row(label: str, figures: Results, seconds: float) -> str:
+    """Return a table row of a measured reference: its time, CPU time and peak RSS."""
+    return (
+        f"| {label} | {seconds:.2f} | {figures['cpu_s']:.2f} "
+        f"| {figures['peak_rss_mib']:.0f} | | | |"
+    )
 
 
 def _planner(results: Results) -> list[str]:
