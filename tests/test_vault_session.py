@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -145,6 +148,43 @@ def test_namespace_on_login_and_reads(openbao: OpenBaoServer) -> None:
     assert data["refresh_token"].reveal() == "ns-token"
     # Without the namespace header the same route leads nowhere.
     assert outside.read_metadata("nylas/leyah").state is SecretState.MISSING
+
+
+def gateway_to(target: str, prefix: str, seen: list[str]) -> type[JSONHandler]:
+    """Return a handler that forwards GETs below `prefix` to `target`, as an API gateway does."""
+    upstream = urlsplit(target)
+
+    class Gateway(JSONHandler):
+        def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
+            seen.append(self.path)
+            if not self.path.startswith(prefix + "/"):
+                self.reply(404, {"errors": ["no route"]})
+                return
+            connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=10)
+            headers = {name: value for name, value in self.headers.items() if name != "Host"}
+            connection.request("GET", self.path.removeprefix(prefix), headers=headers)
+            response = connection.getresponse()
+            self.reply(response.status, json.loads(response.read() or b"{}"))
+            connection.close()
+
+    return Gateway
+
+
+def test_address_with_a_path_keeps_it(openbao: OpenBaoServer) -> None:
+    path = openbao.unique("gateway")
+    openbao.kv_put(path, {"refresh_token": "behind-a-gateway"})
+    seen: list[str] = []
+
+    with serving(gateway_to(openbao.addr, "/vault", seen)) as url:
+        session = connect_vault(AuthConfig(addr=url + "/vault", token=Secret(openbao.root_token)))
+        store = VaultSecretStore(session, VaultSettings())
+        version = store.read_metadata(path)
+        data = store.read_secret(path, version.version)
+
+    assert version.state is SecretState.PRESENT
+    assert data["refresh_token"].reveal() == "behind-a-gateway"
+    assert seen, "no request reached the gateway"
+    assert all(request.startswith("/vault/v1/") for request in seen), seen
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")

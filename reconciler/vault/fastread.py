@@ -34,6 +34,9 @@ class FastReader:
 
     def __init__(self, config: AuthConfig) -> None:
         self._url = urlsplit(config.addr)
+        # A Vault behind a gateway can live under a path, as in https://gateway/vault, and
+        # every API path goes below it, as the vault CLI and hvac do.
+        self._prefix = self._url.path.rstrip("/")
         self._namespace = config.namespace
         self._enabled = _usable(config)
         self._context = _tls_context(config) if self._url.scheme == "https" else None
@@ -48,7 +51,7 @@ class FastReader:
         headers = {"X-Vault-Token": token, "Accept": "application/json"}
         if self._namespace:
             headers["X-Vault-Namespace"] = self._namespace
-        url = "/v1/" + quote(path.strip("/"), safe="/")
+        url = self._prefix + "/v1/" + quote(path.strip("/"), safe="/")
         if params:
             url += "?" + urlencode(params)
         try:
