@@ -7,11 +7,15 @@ and picks the exit code: Terraform's, so 2 never means a usage error here.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any, NoReturn
 
 import click
@@ -124,7 +128,30 @@ class GrantctlGroup(click.Group):
                 **extra,
             )
 
-        sys.exit(run_guarded(invoke))
+        with _sigterm_interrupts():
+            code = run_guarded(invoke)
+        sys.exit(code)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM interrupt a command as Ctrl-C does: "interrupted" and exit code 130.
+
+    Python's default ends the process at once with 143 and no message. apply and reconcile
+    install their own handlers while they run, which finish the work in flight first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=GrantctlGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,4 +1,7 @@
-"""Run one blocking call per item on a few threads, for the many small reads of a plan.
+"""Threads for the blocking reads of a plan: a few workers over many items, and single calls.
+
+Every thread here is a daemon, and `stop_running` stops the fan-outs in progress, so Ctrl-C
+or SIGTERM ends a command at once instead of after the reads still queued.
 
 `ThreadPoolExecutor.map` creates a future, a condition and a lock round trip per item, and
 its ten workers wait for the pool's semaphore as well as for the interpreter lock. Measured
@@ -11,10 +14,46 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# The stop events of the `map_in_threads` calls in progress, for `stop_running`.
+_RUNNING: set[threading.Event] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running() -> None:
+    """Stop every `map_in_threads` call in progress from starting more calls.
+
+    For an interrupted command: each call returns once the calls already running have
+    returned, and raises `CancelledError` if items were left. Later calls are not affected.
+    """
+    with _RUNNING_LOCK:
+        for stop in _RUNNING:
+            stop.set()
+
+
+def call_in_thread(function: Callable[[], R], *, name: str) -> Future[R]:
+    """Start `function()` in a daemon thread called `name` and return its future.
+
+    Unlike a `ThreadPoolExecutor` worker, which the interpreter waits for at exit, the thread
+    does not hold up a command that Ctrl-C or SIGTERM interrupted during a slow request.
+    """
+    future: Future[R] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(function())
+        except BaseException as error:  # noqa: BLE001  # raised again by future.result()
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def map_in_threads(
@@ -22,9 +61,10 @@ def map_in_threads(
 ) -> list[R]:
     """Return `[function(item) for item in items]`, computed by at most `workers` threads.
 
-    The first exception a call raises stops the workers from starting more calls and is
-    raised here once the calls already running have returned. Threads are named
-    `<name>-<n>`, so a profile or a hung-thread dump shows what they were doing.
+    The first exception a call raises stops the workers from starting more calls, and it is
+    raised here once the calls already running have returned. `stop_running` stops them the
+    same way. Threads are named `<name>-<n>`, so a profile or a hung-thread dump shows what
+    they were doing.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -54,6 +94,8 @@ def map_in_threads(
         threading.Thread(target=work, name=f"{name}-{number}", daemon=True)
         for number in range(min(workers, len(items)))
     ]
+    with _RUNNING_LOCK:
+        _RUNNING.add(stop)
     try:
         for thread in threads:
             thread.start()
@@ -61,7 +103,11 @@ def map_in_threads(
             thread.join()
     finally:
         stop.set()
+        with _RUNNING_LOCK:
+            _RUNNING.discard(stop)
     if failures:
         raise failures[0]
+    if not pending.empty():
+        raise CancelledError(f"{name}: stopped with {pending.qsize()} of {len(items)} left")
     # Every slot is filled: no call failed and every index was taken from the queue.
     return results  # type: ignore[return-value]

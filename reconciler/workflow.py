@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +22,7 @@ from reconciler.model import Grant, Inventory, Manifest, Plan, SecretVersion
 from reconciler.planfile import document_checksum, plan_to_document
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.protocols import GrantsAPI, LockInfo, SecretStore, StateBackend
+from reconciler.threads import call_in_thread, stop_running
 from reconciler.workflow_clients import load_checked_manifest, open_clients, open_state
 from reconciler.workflow_settings import PlanFlags, RunSettings, VaultFlags
 
@@ -58,13 +58,21 @@ def gather_inputs(
     manifest no longer names, because the planner reports on both.
     """
     paths = {account.name: account.secret_path for account in manifest.accounts}
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="grantctl-gather") as pool:
-        inventory_future = pool.submit(state.read)
-        grants_future = pool.submit(grants_api.list_grants)
-        metadata_future = pool.submit(secret_store.read_metadata_many, sorted(set(paths.values())))
+    unique_paths = sorted(set(paths.values()))
+    inventory_future = call_in_thread(state.read, name="gather-inventory")
+    grants_future = call_in_thread(grants_api.list_grants, name="gather-grants")
+    metadata_future = call_in_thread(
+        lambda: secret_store.read_metadata_many(unique_paths), name="gather-metadata"
+    )
+    try:
         inventory = inventory_future.result()
         grants = grants_future.result()
         metadata = dict(metadata_future.result())
+    except BaseException:
+        # Ctrl-C or a failed read: the metadata reads still queued would otherwise all run
+        # before the command could exit, 10,000 of them for a large manifest.
+        stop_running()
+        raise
 
     # Inventory-only entries are known only once the inventory is read.
     extra = {

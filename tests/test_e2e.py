@@ -379,6 +379,29 @@ def test_sigterm_stops_apply_and_releases_lock(scenario: Scenario) -> None:
     assert len(scenario.emulator.grants()) == 8
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_plan_with_exit_130(scenario: Scenario, signum: int) -> None:
+    """A signal during a plan's grant listing prints "interrupted" and exits 130 at once."""
+    scenario.emulator.set_faults(latency_ms=5000)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "plan", "grants.yaml"],
+        cwd=scenario.workdir,
+        env=scenario.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # past start-up and the Vault reads, into the slow listing
+    signalled = time.monotonic()
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=30)
+    elapsed = time.monotonic() - signalled
+
+    assert process.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr
+    assert elapsed < 2.0
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")

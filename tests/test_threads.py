@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import CancelledError
 
 import pytest
 
-from reconciler.threads import map_in_threads
+from reconciler.threads import call_in_thread, map_in_threads, stop_running
 
 
 def test_results_keep_the_input_order() -> None:
@@ -66,3 +67,45 @@ def test_empty_input_starts_no_thread() -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         map_in_threads(str, [1], 0, name="t")
+
+
+def test_stop_running_cancels_a_call_in_progress() -> None:
+    started: list[int] = []
+    outcome: list[BaseException] = []
+
+    def slow(number: int) -> int:
+        started.append(number)
+        time.sleep(0.02)
+        return number
+
+    def run() -> None:
+        try:
+            map_in_threads(slow, list(range(500)), 2, name="t")
+        except CancelledError as error:
+            outcome.append(error)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    time.sleep(0.1)
+    stop_running()
+    caller.join(timeout=5)
+
+    assert not caller.is_alive()
+    assert len(outcome) == 1
+    assert "left" in str(outcome[0])
+    assert len(started) < 50
+    # A call started after the stop runs to the end.
+    assert map_in_threads(str, [1, 2], 2, name="t") == ["1", "2"]
+
+
+def test_call_in_thread_returns_the_result() -> None:
+    future = call_in_thread(lambda: threading.current_thread().name, name="one-call")
+
+    assert future.result(timeout=5) == "one-call"
+
+
+def test_call_in_thread_raises_the_error() -> None:
+    future = call_in_thread(lambda: 1 // 0, name="one-call")
+
+    with pytest.raises(ZeroDivisionError):
+        future.result(timeout=5)
