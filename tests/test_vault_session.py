@@ -150,6 +150,37 @@ def test_namespace_on_login_and_reads(openbao: OpenBaoServer) -> None:
     assert outside.read_metadata("nylas/leyah").state is SecretState.MISSING
 
 
+class OddMetadata(JSONHandler):
+    """Answer every metadata read with the document in `data`, which no KV v2 mount returns."""
+
+    data: object = None
+
+    def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
+        if not self.reply_token_lookup():
+            self.reply(200, {"data": type(self).data})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"current_version": "x", "versions": "nope"},
+        {"current_version": True, "versions": {}},
+        {"current_version": 2, "versions": ["2"]},
+    ],
+    ids=["text version", "boolean version", "versions as a list"],
+)
+def test_invalid_metadata_names_the_path(data: object) -> None:
+    handler = type("Handler", (OddMetadata,), {"data": data})
+
+    with serving(handler) as addr:
+        session = connect_vault(AuthConfig(addr=addr, token=Secret("t-odd")))
+        with pytest.raises(VaultError) as caught:
+            VaultSecretStore(session, VaultSettings()).read_metadata_many(["nylas/leyah"])
+
+    assert "invalid metadata for secret/metadata/nylas/leyah" in caught.value.message
+    assert "VAULT_ADDR" in caught.value.hint
+
+
 def gateway_to(target: str, prefix: str, seen: list[str]) -> type[JSONHandler]:
     """Return a handler that forwards GETs below `prefix` to `target`, as an API gateway does."""
     upstream = urlsplit(target)

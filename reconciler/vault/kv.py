@@ -152,6 +152,21 @@ class VaultSecretStore:
         metadata = response.body.get("data")
         if not isinstance(metadata, Mapping):
             raise VaultError(f"Vault returned no metadata for {api_path}", path=api_path)
+        current = metadata.get("current_version", 0)
+        versions = metadata.get("versions") or {}
+        # bool is an int subclass, and `"current_version": true` is no version number.
+        if (
+            isinstance(current, bool)
+            or not isinstance(current, int)
+            or not isinstance(versions, Mapping)
+        ):
+            raise VaultError(
+                f"Vault returned invalid metadata for {api_path}: current_version "
+                f"{current!r} and versions of type {type(versions).__name__}",
+                path=api_path,
+                hint=f"check that VAULT_ADDR points at Vault and that {self.mount} is a KV v2 "
+                "mount (bao secrets list -detailed)",
+            )
         return version_from_metadata(path, metadata)
 
     def _read_metadata_v1(
