@@ -48,6 +48,16 @@ def test_sealed_server(openbao_factory: Callable[..., OpenBaoServer]) -> None:
     assert "unseal" in caught.value.hint
 
 
+def test_https_address_of_plain_http_server() -> None:
+    with serving(JSONHandler) as url:
+        config = AuthConfig(addr=url.replace("http://", "https://"), token=Secret("t-plain"))
+        with pytest.raises(VaultUnavailableError) as caught:
+            connect_vault(config, sleep=lambda _: None)
+
+    assert "does not answer TLS" in caught.value.message
+    assert "http:// VAULT_ADDR" in caught.value.hint
+
+
 def test_unreachable_address() -> None:
     delays: list[float] = []
     config = AuthConfig(addr=f"http://127.0.0.1:{free_port()}", token=Secret("any-token"))

@@ -130,6 +130,14 @@ def _translate_network_error(
     import requests  # noqa: PLC0415
 
     if isinstance(exc, requests.exceptions.SSLError):
+        # OpenSSL 3.0 reports WRONG_VERSION_NUMBER when a plain HTTP server answers the TLS
+        # hello. NOTE: other OpenSSL versions may word it differently; the hint below applies.
+        if "WRONG_VERSION_NUMBER" in str(exc):
+            return VaultUnavailableError(
+                f"Vault at {addr} does not answer TLS",
+                path=path,
+                hint="if Vault serves plain HTTP there, use an http:// VAULT_ADDR",
+            )
         return VaultUnavailableError(
             f"TLS verification of Vault at {addr} failed: {type(exc).__name__}",
             path=path,
