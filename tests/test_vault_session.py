@@ -58,6 +58,22 @@ def test_https_address_of_plain_http_server() -> None:
     assert "http:// VAULT_ADDR" in caught.value.hint
 
 
+class NotVault(JSONHandler):
+    """Another API: 401 with its own error body for every request."""
+
+    def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
+        self.reply(401, {"request_id": "r-1", "error": {"type": "unauthorized"}})
+
+
+def test_address_of_another_api() -> None:
+    with serving(NotVault) as url, pytest.raises(VaultUnavailableError) as caught:
+        connect_vault(AuthConfig(addr=url, token=Secret("t-other")), sleep=lambda _: None)
+
+    assert "without Vault's error format" in caught.value.message
+    assert "request_id" not in caught.value.message
+    assert "VAULT_ADDR" in caught.value.hint
+
+
 def test_unreachable_address() -> None:
     delays: list[float] = []
     config = AuthConfig(addr=f"http://127.0.0.1:{free_port()}", token=Secret("any-token"))

@@ -102,6 +102,23 @@ def translate_error(exc: Exception, *, addr: str, path: str, capability: str) ->
 def _translate_status_error(exc: Exception, *, addr: str, path: str) -> VaultError:
     import hvac.exceptions  # noqa: PLC0415
 
+    # Vault's error bodies carry an `errors` list, empty for a plain 404. A 4xx without one
+    # came from something else at VAULT_ADDR, such as another API or a gateway's own page.
+    client_error = (
+        hvac.exceptions.InvalidRequest,
+        hvac.exceptions.Unauthorized,
+        hvac.exceptions.InvalidPath,
+        hvac.exceptions.PreconditionFailed,
+        hvac.exceptions.UnexpectedError,
+    )
+    if isinstance(exc, client_error) and getattr(exc, "errors", None) is None:
+        return VaultUnavailableError(
+            f"the server at {addr} answered {path} without Vault's error format "
+            f"({type(exc).__name__})",
+            path=path,
+            hint="check that VAULT_ADDR points at Vault's API, such as "
+            "https://vault.example.com:8200",
+        )
     message = vault_message(exc)
     if isinstance(exc, hvac.exceptions.Unauthorized):
         return VaultAuthError(
