@@ -54,7 +54,7 @@ def test_https_address_of_plain_http_server() -> None:
         with pytest.raises(VaultUnavailableError) as caught:
             connect_vault(config, sleep=lambda _: None)
 
-    assert "does not answer TLS" in caught.value.message
+    assert "does not respond with TLS" in caught.value.message
     assert "http:// VAULT_ADDR" in caught.value.hint
 
 
@@ -177,7 +177,7 @@ def test_namespace_on_login_and_reads(openbao: OpenBaoServer) -> None:
 
 
 class OddMetadata(JSONHandler):
-    """Answer every metadata read with the document in `data`, which no KV v2 mount returns."""
+    """Return the document in `data` for every metadata read, as no KV v2 mount does."""
 
     data: object = None
 

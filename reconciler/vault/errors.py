@@ -113,7 +113,7 @@ def _translate_status_error(exc: Exception, *, addr: str, path: str) -> VaultErr
     )
     if isinstance(exc, client_error) and getattr(exc, "errors", None) is None:
         return VaultUnavailableError(
-            f"the server at {addr} answered {path} without Vault's error format "
+            f"the server at {addr} responded to {path} without Vault's error format "
             f"({type(exc).__name__})",
             path=path,
             hint="check that VAULT_ADDR points at Vault's API, such as "
@@ -147,11 +147,12 @@ def _translate_network_error(
     import requests  # noqa: PLC0415
 
     if isinstance(exc, requests.exceptions.SSLError):
-        # OpenSSL 3.0 reports WRONG_VERSION_NUMBER when a plain HTTP server answers the TLS
-        # hello. NOTE: other OpenSSL versions may word it differently; the hint below applies.
+        # OpenSSL 3.0 reports WRONG_VERSION_NUMBER when a plain HTTP server responds to the
+        # TLS hello. NOTE: other OpenSSL versions may word it differently, and then the
+        # general hint below applies.
         if "WRONG_VERSION_NUMBER" in str(exc):
             return VaultUnavailableError(
-                f"Vault at {addr} does not answer TLS",
+                f"Vault at {addr} does not respond with TLS",
                 path=path,
                 hint="if Vault serves plain HTTP there, use an http:// VAULT_ADDR",
             )
