@@ -11,7 +11,6 @@ nothing. Indentation becomes two spaces, with list dashes indented under their k
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from ruamel.yaml.tokens import CommentToken
 
 from reconciler.errors import Diagnostic, ManifestError
 from reconciler.manifest import MAX_MANIFEST_BYTES
-from reconciler.yamlstrict import MULTIPLE_DOCUMENTS_MESSAGE
+from reconciler.yamlstrict import syntax_diagnostic
 
 TOP_LEVEL_ORDER = (
     "version",
@@ -111,15 +110,8 @@ def _has_explicit_start(text: str) -> bool:
 
 
 def _syntax_error(filename: str, error: MarkedYAMLError) -> ManifestError:
-    mark = error.problem_mark or error.context_mark
-    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    if "single document" in (error.context or ""):
-        message = MULTIPLE_DOCUMENTS_MESSAGE
-    else:
-        # ruamel.yaml formats some token names as one-element tuples: ('<block mapping start>',).
-        problem = re.sub(r"\('([^']*)',\)", r"'\1'", error.problem or "syntax error")
-        message = f"invalid YAML: {problem}"
-    return ManifestError([Diagnostic(filename, line, column, message)])
+    # The same wording and position as `validate` gives for the same mistake.
+    return ManifestError([syntax_diagnostic(filename, error)])
 
 
 def _reorder_manifest(document: CommentedMap) -> None:

@@ -288,8 +288,33 @@ def _fatal(filename: str, mark: _Mark | None, message: str) -> ManifestError:
 
 def _from_marked_error(filename: str, error: yaml.MarkedYAMLError) -> ManifestError:
     """Translate a PyYAML syntax error into one diagnostic at its position."""
-    problem = error.problem or "invalid YAML"
+    return ManifestError([syntax_diagnostic(filename, error)])
+
+
+class MarkedError(Protocol):
+    """A syntax error of PyYAML or ruamel.yaml: what went wrong and where."""
+
+    @property
+    def problem(self) -> str | None: ...
+    @property
+    def problem_mark(self) -> _Mark | None: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def context_mark(self) -> _Mark | None: ...
+
+
+def syntax_diagnostic(filename: str, error: MarkedError) -> Diagnostic:
+    """Return the diagnostic of a PyYAML or ruamel.yaml syntax error, worded the same for both.
+
+    A construct left open at the end of the file, such as an unclosed quote, is placed where
+    it starts rather than at the end of the file.
+    """
+    # ruamel.yaml formats some token names as one-element tuples: ('<block mapping start>',).
+    problem = re.sub(r"\('([^']*)',\)", r"'\1'", error.problem or "syntax error")
     mark = error.problem_mark or error.context_mark
+    if "end of stream" in problem and error.context_mark is not None:
+        mark = error.context_mark
     if "single document" in (error.context or ""):
         message = MULTIPLE_DOCUMENTS_MESSAGE
     elif "'\\t'" in problem:
@@ -299,7 +324,8 @@ def _from_marked_error(filename: str, error: yaml.MarkedYAMLError) -> ManifestEr
     else:
         context = f" {error.context}" if error.context else ""
         message = f"invalid YAML: {problem}{context}"
-    return _fatal(filename, mark, message)
+    line, column = _mark_position(mark) if mark is not None else (1, 1)
+    return Diagnostic(filename, line, column, message)
 
 
 class _ValueBuilder:

@@ -158,3 +158,20 @@ def test_syntax_error_names_tokens_plainly() -> None:
     message = raised.value.diagnostics[0].message
     assert "but found '<block mapping start>'" in message
     assert "('" not in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version: 1\nnylas:\n\tregion: us\n",
+        'version: 1\naccounts:\n  - name: a\n    scopes: [Mail.Read, "x]\n',
+    ],
+    ids=["tab indentation", "unclosed quote"],
+)
+def test_syntax_error_matches_validate(text: str) -> None:
+    with pytest.raises(ManifestError) as formatted:
+        format_manifest(text, filename="grants.yaml")
+    with pytest.raises(ManifestError) as validated:
+        load_manifest_text(text, filename="grants.yaml")
+
+    assert formatted.value.diagnostics == validated.value.diagnostics

@@ -203,6 +203,15 @@ def test_syntax_error_has_position() -> None:
     assert diagnostic.message.startswith("invalid YAML")
 
 
+def test_unclosed_quote_placed_at_the_quote() -> None:
+    text = 'version: 1\naccounts:\n  - name: a\n    scopes: [Mail.Read, "x]\n'
+
+    diagnostic = only(text)
+
+    assert (diagnostic.line, diagnostic.column) == (4, 25)
+    assert "quoted scalar" in diagnostic.message
+
+
 def test_oversized_manifest_rejected_before_parsing() -> None:
     text = VALID + "#" * MAX_MANIFEST_BYTES
     started = time.perf_counter()
