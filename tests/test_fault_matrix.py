@@ -348,8 +348,15 @@ def test_large_apply_under_faults(large_world: Scenario, burst_feeder: threading
     started = time.time()
     completed = apply(large_world)
     burst_feeder.set()
-    # 200 accounts fill far more than the 3,000 characters shown, so show the failures first.
-    failures = [line for line in completed.stdout.splitlines() if " done:" not in line]
+    first_log = emulator.request_log()
+    failures = [line for line in completed.stdout.splitlines() if " failed:" in line]
+    if completed.returncode == 3:
+        # With 20% of requests failing, an account now and then meets five unknown outcomes
+        # in a row (0.2**5 per account if the faults were independent). The apply then
+        # leaves it failed, as designed, and the next apply connects it.
+        assert all("the outcome was unknown 5 times" in line for line in failures), failures
+        emulator.set_faults(error_rate=0.0, latency_ms=0)
+        completed = apply(large_world)
     assert completed.returncode == 0, "\n".join(failures)[-3000:] + completed.stderr[-3000:]
 
     assert_invariants(large_world)
@@ -362,7 +369,9 @@ def test_large_apply_under_faults(large_world: Scenario, burst_feeder: threading
     assert len(succeeded) == LARGE_ACCOUNTS
     assert sum(entry["status"] == 201 for entry in succeeded) == LARGE_ACCOUNTS
 
-    own_limit = [entry for entry in log if entry["status"] == 429 and entry["fault"] in (None, "")]
+    own_limit = [
+        entry for entry in first_log if entry["status"] == 429 and entry["fault"] in (None, "")
+    ]
     late = [entry for entry in own_limit if float(entry["time"]) - started > 1.0]
     assert late == [], f"{len(late)} requests hit the emulator's own rate limit after 1 s"
     assert any(entry["status"] == 429 for entry in connects), "no 429 burst reached a connect"
