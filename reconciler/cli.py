@@ -7,15 +7,11 @@ and picks the exit code: Terraform's, so 2 never means a usage error here.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib
 import logging
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from types import FrameType
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -25,6 +21,7 @@ from reconciler.commands.options import LOG_LEVEL_ENVIRONMENT_VARIABLE, LogLevel
 from reconciler.errors import EXIT_ERROR, EXIT_OK, InterruptedRunError, ReconcilerError
 from reconciler.logging_setup import LOGGER_NAME, configure_logging
 from reconciler.secrets import REDACTOR
+from reconciler.signals import sigterm_interrupts
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -128,30 +125,9 @@ class GrantctlGroup(click.Group):
                 **extra,
             )
 
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             code = run_guarded(invoke)
         sys.exit(code)
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Make SIGTERM interrupt a command as Ctrl-C does: "interrupted" and exit code 130.
-
-    Python's default ends the process at once with 143 and no message. apply and reconcile
-    install their own handlers while they run, which finish the work in flight first.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=GrantctlGroup, context_settings={"help_option_names": ["-h", "--help"]})

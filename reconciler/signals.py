@@ -1,7 +1,8 @@
 """Turn SIGINT and SIGTERM into a stop event, so a run finishes its work in flight.
 
 Apply and the reconcile loop both stop this way: the first signal sets the event and the
-run winds down, and a second signal raises `KeyboardInterrupt` at once.
+run winds down, and a second signal raises `KeyboardInterrupt` at once. Every other command
+runs under `sigterm_interrupts`, so SIGTERM stops it as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -42,3 +43,24 @@ def stop_on_signals(
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM interrupt a command as Ctrl-C does: "interrupted" and exit code 130.
+
+    Python's default ends the process at once with 143 and no message. apply and reconcile
+    install their own handlers while they run, which finish the work in flight first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
