@@ -144,7 +144,7 @@ class VaultSecretStore:
     def _metadata_v2(self, path: str, response: VaultResponse | SecretVersion) -> SecretVersion:
         if isinstance(response, SecretVersion):
             return response
-        api_path = f"{self.mount}/metadata/{path.strip('/')}"
+        api_path = self.metadata_path(path)
         if response.status == 404:
             return SecretVersion(
                 path=path, state=SecretState.MISSING, detail=f"{api_path} not found"
