@@ -71,7 +71,7 @@ def test_detailed_exitcode_before_and_after(scenario: Scenario) -> None:
     assert scenario.planned() == {}
 
 
-def test_plan_with_a_token_imports_no_heavy_library(scenario: Scenario) -> None:
+def test_plan_imports_no_heavy_library(scenario: Scenario) -> None:
     """A plan that meets no error leaves hvac, jsonschema, deepdiff and the executor unloaded."""
     completed = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "reconciler", "plan", "grants.yaml"],

@@ -69,7 +69,7 @@ def test_workers_must_be_positive() -> None:
         map_in_threads(str, [1], 0, name="t")
 
 
-def test_stop_running_cancels_a_call_in_progress() -> None:
+def test_stop_running_cancels_call() -> None:
     started: list[int] = []
     outcome: list[BaseException] = []
 
