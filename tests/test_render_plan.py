@@ -127,6 +127,22 @@ def test_connect_over_entry_without_grant() -> None:
     assert "| 1 |" in markdown
 
 
+def test_adopt_shows_recorded_version_without_transitions() -> None:
+    """An adopt records the version and `protect` it had no record of; neither reads as a move."""
+    plan = representative_plan()
+    (adopt,) = [change for change in plan.changes if change.action is Action.ADOPT]
+    assert adopt.before is not None and adopt.before["protect"] is None
+    plan = replace(plan, changes=(adopt,), errors=(), warnings=())
+
+    text = render_plan_text(plan, color=False)
+    markdown = render_plan_markdown(plan)
+
+    assert f"vault:         {adopt.vault_path} (version 6)\n" in text
+    assert "->" not in text
+    assert "(none)" not in text
+    assert "| 6 |" in markdown
+
+
 def test_unmanaged_grants_aligned() -> None:
     """Unmanaged grant lines pad each column to its longest value."""
     text = render_plan_text(representative_plan(), color=False)

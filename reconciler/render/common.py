@@ -66,8 +66,9 @@ def version_transition(change: Change) -> str:
     before = change.before.get("vault_version") if change.before else None
     after = change.after.get("vault_version") if change.after else None
     # A missing side has no version to compare with. A connect creates its grant, so the
-    # grantless inventory entry that failed connects leave is no before side either.
-    if change.before is None or change.action is Action.CONNECT:
+    # grantless inventory entry that failed connects leave is no before side either. An
+    # adopt starts recording the version: the inventory had none to move from.
+    if before is None or change.action is Action.CONNECT:
         before = after
     if change.after is None:
         after = before

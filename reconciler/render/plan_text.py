@@ -83,7 +83,11 @@ def _change_block(change: Change, style: Styler) -> list[str]:
     both_sides = change.before is not None and change.after is not None
     both_sides = both_sides and change.action is not Action.CONNECT
     for item in attribute_diff(change.before, change.after) if both_sides else ():
-        if item["path"] not in _SHOWN and item["before"] != item["after"]:
+        # An attribute without a before value is one the inventory starts recording, as an
+        # adopt does with `protect`; it is not a change a reviewer has to weigh.
+        if item["before"] is None or item["path"] in _SHOWN:
+            continue
+        if item["before"] != item["after"]:
             name = f"{item['path']}:".ljust(14)
             lines.append(f"      {name} {_value(item['before'])} -> {_value(item['after'])}")
     lines.append("")
