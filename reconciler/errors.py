@@ -210,13 +210,15 @@ class ApprovalError(ReconcilerError):
 
 
 # Apply failures caused by the account's own data: the provider rejected its credentials, its
-# secret is missing, denied or malformed. Only these count towards the account's quarantine.
-# Outages (Vault unreachable or sealed, Nylas 5xx, 429, timeouts, a lost lock) do not.
+# secret is missing or malformed. Only these count towards the account's quarantine, which a
+# new version of the secret lifts. Outages (Vault unreachable or sealed, Nylas 5xx, 429,
+# timeouts, a lost lock) do not count, and neither does a Vault policy that denies reading the
+# secret: that is the operator's to fix, a new secret version would not lift it, and the
+# failed read never reaches the provider.
 ACCOUNT_FAULT_ERRORS: tuple[type[ReconcilerError], ...] = (
     NylasInvalidRequestError,
     NylasCredentialsRejectedError,
     VaultSecretNotFoundError,
-    VaultPermissionError,
     SecretShapeError,
     VerificationError,
 )

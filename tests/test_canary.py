@@ -159,6 +159,9 @@ def test_vault_denied_hides_canaries(world: CanaryScenario, openbao: OpenBaoServ
     outputs += [("stdout", completed.stdout), ("stderr", completed.stderr)]
     assert world.emulator.grants() == []
     assert_no_canary(world, outputs)
+    # A denied read is the policy's fault, not the account's: it must not lead to quarantine.
+    entries = LocalStateBackend(world.workdir / "state.json").read().entries
+    assert all(entry.failures == 0 for entry in entries.values()), entries
 
 
 def test_revoked_token_hides_canaries(world: CanaryScenario) -> None:

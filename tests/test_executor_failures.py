@@ -135,23 +135,32 @@ def test_rejected_credentials_counted(tmp_path: Path, error: ReconcilerError) ->
     assert entry.quarantined is True
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        SecretShapeError("secret nylas/leyah lacks refresh_token"),
-        VaultPermissionError("permission denied: the Vault token may not read nylas/leyah"),
-    ],
-    ids=lambda error: type(error).__name__,
-)
-def test_secret_errors_counted(tmp_path: Path, error: ReconcilerError) -> None:
+def test_malformed_secret_counted(tmp_path: Path) -> None:
     world = World(tmp_path)
     leyah = account("leyah")
     world.mailbox(leyah)
-    world.secrets.read_error = error
+    world.secrets.read_error = SecretShapeError("secret nylas/leyah lacks refresh_token")
 
     world.apply([change(leyah)], [leyah])
 
     assert world.state.read().entries["leyah"].failures == 1
+
+
+def test_denied_secret_read_not_counted(tmp_path: Path) -> None:
+    """A policy that denies the read is the operator's to fix: it never quarantines."""
+    world = World(tmp_path)
+    leyah = account("leyah")
+    world.mailbox(leyah)
+    _seed_failures(world, "leyah", 2)
+    denied = "permission denied: the Vault token may not read nylas/leyah"
+    world.secrets.read_error = VaultPermissionError(denied)
+
+    result = world.apply([change(leyah)], [leyah])
+
+    assert result.results[0].outcome is Outcome.FAILED
+    entry = world.state.read().entries["leyah"]
+    assert (entry.failures, entry.quarantined) == (2, False)
+    assert entry.last_error is not None and "permission denied" in entry.last_error
 
 
 def test_missing_secret_version_counted(tmp_path: Path) -> None:
