@@ -1,12 +1,20 @@
-"""`collector_paused` turns the cyclic collector off inside and restores its previous state."""
+"""`collector_paused` turns the cyclic collector off inside and restores its previous state,
+and `plan` and `audit` keep it off until their output is rendered."""
 
 from __future__ import annotations
 
 import gc
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from reconciler.emulator import EmulatorServer
 from reconciler.gc_pause import collector_paused
+from tests.support.cli import Scenario
+from tests.support.openbao import OpenBaoServer
 
 
 def test_pause_disables_then_restores() -> None:
@@ -27,4 +35,36 @@ def test_nested_pause_keeps_outer_pause() -> None:
 def test_pause_restores_after_an_error() -> None:
     with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("planning failed")
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    "renderer",
+    ["reconciler.commands.plan.render_plan", "reconciler.commands.audit.render_audit_text"],
+)
+def test_command_renders_with_collector_paused(
+    openbao: OpenBaoServer,
+    emulator_factory: Callable[..., EmulatorServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    renderer: str,
+) -> None:
+    """Re-enabling the collector before rendering let it scan every object the plan made."""
+    module, _, name = renderer.rpartition(".")
+    command = module.rpartition(".")[2]
+    scenario = Scenario(openbao, emulator_factory({"api_keys": ["nyk_gc_pause"]}), tmp_path)
+    scenario.add_account("leyah")
+    scenario.write_manifest()
+    original = getattr(importlib.import_module(module), name)
+    enabled_while_rendering: list[bool] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        enabled_while_rendering.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(renderer, recording)
+    completed = scenario.grantctl(command, "grants.yaml")
+
+    assert "Traceback" not in completed.stderr, completed.stderr
+    assert enabled_while_rendering == [False]
     assert gc.isenabled()

@@ -22,6 +22,7 @@ from reconciler.commands.options import (
 )
 from reconciler.commands.outputs import check_output_paths
 from reconciler.errors import ReconcilerError
+from reconciler.gc_pause import collector_paused
 from reconciler.metrics import write_metrics_file
 from reconciler.model import Grant
 from reconciler.reconcile_round import audit_summary
@@ -67,6 +68,9 @@ from reconciler.workflow_settings import RunSettings
 @METRICS_INCLUDE_EMAILS_OPTION
 @client_options
 @vault_options
+# The whole command, rendering included: re-enabling the collector before rendering
+# let its first collection scan every object the plan had made, 0.06 s at 10,000 accounts.
+@collector_paused()
 def audit_command(
     *,
     manifest: str,

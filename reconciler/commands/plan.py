@@ -22,6 +22,7 @@ from reconciler.commands.options import (
 )
 from reconciler.commands.outputs import check_output_paths
 from reconciler.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.gc_pause import collector_paused
 from reconciler.model import Plan
 from reconciler.planfile import write_plan_file
 from reconciler.render.plan_markdown import render_plan_markdown
@@ -64,6 +65,9 @@ def render_plan(
 @plan_options
 @client_options
 @vault_options
+# The whole command, rendering included: re-enabling the collector before rendering
+# let its first collection scan every object the plan had made, 0.06 s at 10,000 accounts.
+@collector_paused()
 def plan_command(
     *,
     manifest: str,
