@@ -341,7 +341,7 @@ class Reason(str, enum.Enum):
     SCOPES_MISSING = "scopes_missing"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One planned change to one account.
 
@@ -396,7 +396,7 @@ class PlanError:
     next_step: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observation:
     """The facts planning observed for one account, so apply can detect that the world moved."""
 
