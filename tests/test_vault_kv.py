@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from reconciler.errors import VaultError, VaultPermissionError
 from reconciler.model import SecretState, VaultSettings
@@ -198,6 +202,26 @@ def test_metadata_many_concurrent(openbao: OpenBaoServer, kv2_mount: str) -> Non
     assert {versions[path].state for path in paths[20:]} == {SecretState.MISSING}
 
 
+def test_metadata_many_bad_path_sends_nothing(
+    openbao: OpenBaoServer, kv2_mount: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One invalid path among many is reported before the first read goes out."""
+    store = store_for(openbao, kv2_mount)
+    sent: list[str] = []
+    fast_get = store.session.fast_get
+
+    def recording(path: str, params: Any = None) -> Any:
+        sent.append(path)
+        return fast_get(path, params)
+
+    monkeypatch.setattr(store.session, "fast_get", recording)
+    paths = [f"bulk/account-{index}" for index in range(30)] + ["bulk/../sys/seal"]
+
+    with pytest.raises(VaultError, match=r"bulk/\.\./sys/seal"):
+        store.read_metadata_many(paths)
+    assert sent == []
+
+
 def test_kv1_presence_by_listing(openbao: OpenBaoServer, kv1_mount: str) -> None:
     openbao.kv_put("nylas/support", {"imap_username": "u"}, mount=kv1_mount)
     openbao.kv_put("top", {"refresh_token": "x"}, mount=kv1_mount)
@@ -251,3 +275,26 @@ def test_kv1_denied_listing(openbao: OpenBaoServer, kv1_mount: str) -> None:
 def test_check_path_rejects(path: str) -> None:
     with pytest.raises(VaultError):
         check_path(path)
+
+
+def _segment_rules_accept(path: str) -> bool:
+    """The rules `check_path` states, written out one by one."""
+    stripped = path.strip("/")
+    segments = stripped.split("/")
+    if not stripped or any(segment in {"", ".", ".."} for segment in segments):
+        return False
+    return not any(character in stripped for character in "?#%\\") and stripped.isprintable()
+
+
+@given(st.text(alphabet="a./-?%#\\ \x00é", max_size=10))
+@example("..")
+@example("a/../b")
+@example("/./")
+@example("a/.b/..c")
+def test_check_path_fast_match_agrees_with_rules(path: str) -> None:
+    """The one-match path for plain names accepts exactly what the full checks accept."""
+    try:
+        accepted = check_path(path) == path.strip("/")
+    except VaultError:
+        accepted = False
+    assert accepted == _segment_rules_accept(path)

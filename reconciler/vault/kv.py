@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -87,11 +88,13 @@ class VaultSecretStore:
                 name="vault-metadata",
             )
             return dict(zip(unique_paths, results, strict=True))
-        # The threads only fetch, and this thread turns each response into a SecretVersion.
+        # Every path is checked before the first request, so a bad one sends nothing. The
+        # threads only fetch, and this thread turns each response into a SecretVersion.
         # Done in ten threads that take turns at the interpreter lock, that work cost about 5%
         # of the reads' time on 2 cores, against under 1% here in one pass.
+        api_paths = [self.metadata_path(path) for path in unique_paths]
         responses = map_in_threads(
-            self._fetch_metadata_v2, unique_paths, self.parallelism, name="vault-metadata"
+            self._fetch_metadata_v2, api_paths, self.parallelism, name="vault-metadata"
         )
         return {
             path: self._metadata_v2(path, response)
@@ -128,38 +131,36 @@ class VaultSecretStore:
         return self.settings.kv_version == 2
 
     def _read_metadata_v2(self, path: str) -> SecretVersion:
-        return self._metadata_v2(path, self._fetch_metadata_v2(path))
+        return self._metadata_v2(path, self._fetch_metadata_v2(self.metadata_path(path)))
 
-    def _fetch_metadata_v2(self, path: str) -> VaultResponse | SecretVersion:
-        """Return Vault's response to the metadata read of `path`, or DENIED as a SecretVersion."""
-        api_path = self.metadata_path(path)
+    def _fetch_metadata_v2(self, api_path: str) -> VaultResponse | VaultPermissionError:
+        """Return Vault's response to `GET <api_path>`, a `metadata_path`, or its denial."""
         response = self.session.fast_get(api_path)
         if response is not None:
             return response
         try:
             return self.session.request("GET", api_path, capability="read")
         except VaultPermissionError as exc:
-            return _denied(path, exc)
+            return exc
 
-    def _metadata_v2(self, path: str, response: VaultResponse | SecretVersion) -> SecretVersion:
-        if isinstance(response, SecretVersion):
-            return response
-        api_path = self.metadata_path(path)
+    def _metadata_v2(
+        self, path: str, response: VaultResponse | VaultPermissionError
+    ) -> SecretVersion:
+        if isinstance(response, VaultPermissionError):
+            return _denied(path, response)
         if response.status == 404:
-            return SecretVersion(
-                path=path, state=SecretState.MISSING, detail=f"{api_path} not found"
-            )
+            detail = f"{self.metadata_path(path)} not found"
+            return SecretVersion(path=path, state=SecretState.MISSING, detail=detail)
         metadata = response.body.get("data")
-        if not isinstance(metadata, Mapping):
+        if not isinstance(metadata, dict):
+            api_path = self.metadata_path(path)
             raise VaultError(f"Vault returned no metadata for {api_path}", path=api_path)
         current = metadata.get("current_version", 0)
         versions = metadata.get("versions") or {}
-        # bool is an int subclass, and `"current_version": true` is no version number.
-        if (
-            isinstance(current, bool)
-            or not isinstance(current, int)
-            or not isinstance(versions, Mapping)
-        ):
+        # bool is an int subclass, and `"current_version": true` is no version number. JSON
+        # decodes to exact types, so the common case is two type comparisons.
+        if type(current) is not int or type(versions) is not dict:
+            api_path = self.metadata_path(path)
             raise VaultError(
                 f"Vault returned invalid metadata for {api_path}: current_version "
                 f"{current!r} and versions of type {type(versions).__name__}",
@@ -241,9 +242,18 @@ def version_from_metadata(path: str, metadata: Mapping[str, Any]) -> SecretVersi
     )
 
 
+# Segments of letters, digits and `_.@+=,-`, none of them `.` or `..`: the paths nearly every
+# manifest uses, accepted by one match instead of the checks below (a plan checks one per
+# account).
+_PLAIN_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.@+=,-]+"
+_PLAIN_PATH = re.compile(rf"{_PLAIN_SEGMENT}(?:/{_PLAIN_SEGMENT})*")
+
+
 def check_path(path: str, *, what: str = "secret path") -> str:
     """Return `path` without outer slashes; reject empty, `.` or `..` segments and `?`/`#`."""
     stripped = path.strip("/")
+    if _PLAIN_PATH.fullmatch(stripped):
+        return stripped
     segments = stripped.split("/")
     if not stripped or any(segment in ("", ".", "..") for segment in segments):
         raise VaultError(f"invalid Vault {what} {path!r}: empty, '.' or '..' segment", path=path)

@@ -19,8 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from reconciler.errors import VaultAuthError
@@ -49,9 +48,11 @@ MAX_BACKOFF_S = 4.0
 EXPIRY_MARGIN_S = 10.0
 
 
-@dataclass(frozen=True)
-class VaultResponse:
-    """The status and JSON body of a Vault HTTP response; `body` is {} when there is none."""
+class VaultResponse(NamedTuple):
+    """The status and JSON body of a Vault HTTP response; `body` is {} when there is none.
+
+    A named tuple, built in one C call, because a plan makes one per account.
+    """
 
     status: int
     body: Mapping[str, Any]
