@@ -84,7 +84,7 @@ def _change_block(change: Change, style: Styler) -> list[str]:
     both_sides = both_sides and change.action is not Action.CONNECT
     for item in attribute_diff(change.before, change.after) if both_sides else ():
         # An attribute without a before value is one the inventory starts recording, as an
-        # adopt does with `protect`; it is not a change a reviewer has to weigh.
+        # adopt does with `protect`. No value moves, so there is nothing to review.
         if item["before"] is None or item["path"] in _SHOWN:
             continue
         if item["before"] != item["after"]:
