@@ -265,13 +265,19 @@ class _Run:
         if not change.grant_id:
             raise ReconcilerError(f"the plan adopts account {change.account!r} without a grant id")
         account = self.manifest.account(change.account)
+        # An adopt sends no secret. The version current at plan time, the change's `after`
+        # side, is recorded as sent, as the plan says, so that a later rotation of the
+        # secret is planned as a reconnect.
+        recorded = change.vault_version
+        if recorded is None and change.after:
+            recorded = change.after.get("vault_version")
         entry = InventoryEntry(
             name=change.account,
             grant_id=change.grant_id,
             provider=change.provider,
             email=change.email,
             vault_path=change.vault_path or (account.secret_path if account else ""),
-            vault_version_sent=change.vault_version,
+            vault_version_sent=recorded if isinstance(recorded, int) else None,
             protect=account.protect if account else False,
             credential_id=account.credential_id if account else None,
             scopes=account.scopes if account else (),

@@ -266,8 +266,9 @@ def owner_state(lineage: str) -> str:
 class InventoryEntry:
     """What grantctl remembers about an account it manages.
 
-    `vault_version_sent` is the secret version last sent successfully in a connect; None
-    for an adopted grant whose token grantctl never sent. `failures` counts consecutive
+    `vault_version_sent` is the secret version last sent successfully in a connect. An adopt
+    sends nothing and records the version current when it was planned, so that a later
+    rotation is detected; None when the secret had no version then. `failures` counts consecutive
     failed applies; `quarantined` is set when it reaches the quarantine threshold.
     `vault_version_failed` is the secret version of the last failed connect, so a quarantine
     can be lifted when a newer version appears. `grant_id` is "" for an account that has

@@ -170,6 +170,21 @@ def test_existing_grant_is_adopted(scenario: Scenario) -> None:
     assert ids["ceo@example.com"] == existing["id"]
 
 
+def test_adopted_grant_reconnects_after_rotation(scenario: Scenario) -> None:
+    """The adopt records the secret's version, so a rotation after it is planned and sent."""
+    scenario.emulator.add_grant(
+        provider="microsoft",
+        email="ceo@example.com",
+        scopes=["Mail.Read", "User.Read", "offline_access"],
+    )
+    apply_all(scenario)
+    assert scenario.planned() == {}
+
+    scenario.rotate("ceo")
+
+    assert scenario.planned()["ceo"] == ("reconnect", "secret_rotated")
+
+
 def test_grant_of_other_inventory_not_adopted(scenario: Scenario, tmp_path: Path) -> None:
     """A second manifest with its own state cannot adopt a grant the first one connected."""
     apply_all(scenario)
