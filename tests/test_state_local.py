@@ -268,3 +268,13 @@ def test_processes_contending(tmp_path: Path) -> None:
     inventory = LocalStateBackend(path).read()
     assert len(inventory.entries) == 20
     assert inventory.serial == 20
+
+
+def test_read_creates_nothing(tmp_path: Path) -> None:
+    """A read-only plan leaves no lock file or directory behind, even where none existed."""
+    backend = LocalStateBackend(tmp_path / "not-yet" / "state.json")
+
+    inventory = backend.read()
+
+    assert inventory.entries == {}
+    assert list(tmp_path.iterdir()) == []

@@ -70,9 +70,12 @@ class LocalStateBackend(LockHoldingBackend):
     # Inventory
 
     def read(self) -> Inventory:
-        """Return the stored inventory; an empty one with a new lineage when the file is absent."""
-        with self._guarded():
-            stored = self._read_stored()
+        """Return the stored inventory; an empty one with a new lineage when the file is absent.
+
+        Takes no file lock: every write replaces the file by a rename, so a read sees the whole
+        old or the whole new file. A read-only plan therefore creates no file or directory.
+        """
+        stored = self._read_stored()
         if stored is None:
             return Inventory(lineage=str(uuid.uuid4()), serial=0)
         return stored
