@@ -66,7 +66,7 @@ def generate_accounts(count: int) -> list[BenchAccount]:
     ]
 
 
-def _manifest_lines(accounts: list[BenchAccount], state_path: Path) -> Iterator[str]:
+def _manifest_lines(accounts: list[BenchAccount], state_path: str) -> Iterator[str]:
     yield "version: 1"
     yield "nylas:\n  region: us"
     yield f"vault:\n  mount: {MOUNT}\n  path_prefix: {PREFIX}"
@@ -84,7 +84,7 @@ def _manifest_lines(accounts: list[BenchAccount], state_path: Path) -> Iterator[
 def write_manifest(accounts: list[BenchAccount], directory: Path) -> Path:
     """Write the manifest (local state beside it) and return its path."""
     path = directory / "grants.yaml"
-    path.write_text("\n".join(_manifest_lines(accounts, directory / "state.json")) + "\n")
+    path.write_text("\n".join(_manifest_lines(accounts, "state.json")) + "\n")
     return path
 
 

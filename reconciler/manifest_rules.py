@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import PureWindowsPath
 from typing import Any
 
 from reconciler.manifest_schema import Reporter, preview
@@ -258,8 +259,21 @@ def _reserved_start_problem(path: str, mount: str, kv_version: object) -> str:
 
 
 def _check_state(data: Any, reporter: Reporter) -> None:
-    """Check that a Vault state backend names a clean KV path."""
+    """Check that a Vault state backend names a clean KV path, and a local one a file below
+    the manifest's directory."""
     state = mapping_at(data, "state")
+    if state.get("backend", "local") == "local":
+        path = state.get("path")
+        if isinstance(path, str) and _leaves_manifest_directory(path):
+            # A pull request's manifest would otherwise make a CI plan create lock files,
+            # and a later apply write the state, wherever the runner may write.
+            reporter.add(
+                ("state", "path"),
+                f"state.path {preview(path)} leaves the manifest's directory; write a path "
+                "relative to it without '..' segments, or keep the state in Vault "
+                "(state.backend: vault)",
+            )
+        return
     if state.get("backend") != "vault":
         return
     path = state.get("path")
@@ -274,6 +288,13 @@ def _check_state(data: Any, reporter: Reporter) -> None:
         problem = vault_path_problem(path, mount=vault_mount(data), kv_version=kv_version)
         if problem:
             reporter.add(("state", "path"), f"state.path {preview(path)} {problem}")
+
+
+def _leaves_manifest_directory(path: str) -> bool:
+    """Return whether a local state `path` is absolute or climbs out with a `..` segment."""
+    # Windows rules read both separators and see every root and drive, POSIX ones included.
+    windows = PureWindowsPath(path)
+    return bool(windows.anchor) or ".." in windows.parts
 
 
 def _check_allowlist(data: Any, reporter: Reporter, allowed: Sequence[str]) -> None:

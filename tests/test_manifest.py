@@ -320,6 +320,20 @@ BAD_CASES = [
     ),
     ("vault state path", BASE + "state:\n  backend: vault\n  path: /x\n", 14, "leading '/'", None),
     (
+        "local state absolute",
+        BASE + "state:\n  backend: local\n  path: /tmp/state.json\n",
+        14,
+        "leaves the manifest's directory",
+        None,
+    ),
+    (
+        "local state above",
+        BASE + "state:\n  path: state/../../state.json\n",
+        13,
+        "without '..' segments",
+        None,
+    ),
+    (
         "accounts not list",
         BASE.split("accounts:", maxsplit=1)[0] + "accounts: leyah\n",
         7,
