@@ -53,7 +53,10 @@ def run_guarded(invoke: Callable[[], object]) -> int:
         error.show()
         return EXIT_ERROR
     except (click.Abort, KeyboardInterrupt):
-        _echo_error("interrupted")
+        _echo_error(
+            "interrupted\n  next step: run the command again; after an apply, run plan "
+            "first to see what it left undone"
+        )
         return InterruptedRunError.exit_code
     except Exception as error:  # the boundary: every bug ends here
         logger.debug("unexpected %s", type(error).__name__, exc_info=True)
@@ -145,7 +148,7 @@ def grantctl(log_level: str) -> None:
 
     Plans and results go to stdout, diagnostics to stderr. Exit codes: 0 success and no
     changes, 1 error, 2 changes present (plan --detailed-exitcode) or drift (audit),
-    3 apply finished partially.
+    3 apply finished partially, 130 interrupted (Ctrl-C or SIGTERM).
     """
     configure_logging(log_level.lower())
 

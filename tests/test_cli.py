@@ -28,6 +28,15 @@ def test_version_exits_zero() -> None:
     assert "grantctl" in result.stdout
 
 
+def test_help_lists_every_exit_code() -> None:
+    """The README's exit codes, 130 for an interrupted run included, are in `--help`."""
+    result = invoke(["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for code in ("0 success", "1 error", "2 changes present", "3 apply", "130 interrupted"):
+        assert code in text
+
+
 def test_unknown_command_exits_one() -> None:
     """A usage error exits 1, not click's 2, which means "changes present"."""
     result = invoke(["no-such-command"])

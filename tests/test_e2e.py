@@ -414,6 +414,7 @@ def test_signal_stops_plan_with_exit_130(scenario: Scenario, signum: int) -> Non
 
     assert process.returncode == 130, stdout + stderr
     assert "interrupted" in stderr
+    assert "next step: run the command again" in stderr
     assert elapsed < 2.0
 
 
