@@ -143,6 +143,31 @@ def test_adopt_shows_recorded_version_without_transitions() -> None:
     assert "| 6 |" in markdown
 
 
+def test_delete_without_recorded_version_shows_path_only() -> None:
+    """An entry that never recorded a version shows its path without `(version -)`."""
+    before = {"email": "gone@example.com", "provider": "google", "grant_id": "g-gone"}
+    before |= {"vault_version": None, "status": "valid"}
+    change = Change(
+        account="gone",
+        action=Action.DELETE,
+        reason=Reason.REMOVED_FROM_MANIFEST,
+        message="Delete.",
+        provider="google",
+        email="gone@example.com",
+        grant_id="g-gone",
+        vault_path="team/gone",
+        vault_version=None,
+        before=before,
+        after=None,
+    )
+    plan = replace(in_sync_plan(), changes=(change,))
+
+    text = render_plan_text(plan, color=False)
+
+    assert "vault:         team/gone\n" in text
+    assert "version" not in text
+
+
 def test_unmanaged_grants_aligned() -> None:
     """Unmanaged grant lines pad each column to its longest value."""
     text = render_plan_text(representative_plan(), color=False)

@@ -75,9 +75,10 @@ def _change_block(change: Change, style: Styler) -> list[str]:
     lines.append(f"      provider:      {change.provider}")
     lines.append(f"      grant id:      {change.grant_id or '(known after apply)'}")
     if change.vault_path:
-        lines.append(
-            f"      vault:         {change.vault_path} (version {version_transition(change)})"
-        )
+        # A delete or forget of an entry that never recorded a version has none to show.
+        version = version_transition(change)
+        shown = "" if version == "-" else f" (version {version})"
+        lines.append(f"      vault:         {change.vault_path}{shown}")
     # Only a change that keeps the account managed moves attributes from one value to another.
     # A connect creates them, even over a grantless inventory entry, so it shows no diff.
     both_sides = change.before is not None and change.after is not None
