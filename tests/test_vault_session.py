@@ -83,6 +83,8 @@ def test_unreachable_address() -> None:
 
     assert "could not be reached" in caught.value.message
     assert "VAULT_ADDR" in caught.value.hint
+    # The token check is a read and is retried as reads are: four attempts in all.
+    assert len(delays) == 3
 
 
 class FlakyVault(JSONHandler):

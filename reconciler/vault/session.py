@@ -167,21 +167,31 @@ class VaultSession:
                 self._recover_token(generation, path)
                 recovered = True
             except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
-                if not (idempotent and is_retryable(exc) and attempt < self.max_retries):
-                    raise translate_error(
-                        exc, addr=self.addr, path=path, capability=capability
-                    ) from exc
-                delay = self._backoff(attempt)
-                logger.warning(
-                    "Vault request on %s failed (%s); retrying in %.2fs (attempt %d of %d)",
-                    path,
-                    vault_message(exc),
-                    delay,
-                    attempt + 1,
-                    self.max_retries,
+                self._wait_to_retry(
+                    exc, attempt, path=path, capability=capability, idempotent=idempotent
                 )
-                self._sleep(delay)
                 attempt += 1
+
+    def _wait_to_retry(
+        self, exc: Exception, attempt: int, *, path: str, capability: str, idempotent: bool
+    ) -> None:
+        """Sleep before attempt `attempt + 1` of a failed request, or raise its error.
+
+        Only idempotent requests that met a network error, 429 or 5xx (not sealed) are
+        retried, `max_retries` times at most.
+        """
+        if not (idempotent and is_retryable(exc) and attempt < self.max_retries):
+            raise translate_error(exc, addr=self.addr, path=path, capability=capability) from exc
+        delay = self._backoff(attempt)
+        logger.warning(
+            "Vault request on %s failed (%s); retrying in %.2fs (attempt %d of %d)",
+            path,
+            vault_message(exc),
+            delay,
+            attempt + 1,
+            self.max_retries,
+        )
+        self._sleep(delay)
 
     def request(
         self,
@@ -326,17 +336,23 @@ class VaultSession:
         import hvac.exceptions  # noqa: PLC0415  # any other answer: the full client words it
         import requests  # noqa: PLC0415
 
-        try:
-            result = self._hvac_client().auth.token.lookup_self()
-        except hvac.exceptions.Forbidden as exc:
-            raise VaultAuthError(
-                "the Vault token is invalid or expired, or it may not look itself up",
-                path=path,
-                hint="set a valid VAULT_TOKEN; its policies need the default policy's "
-                '"read" on auth/token/lookup-self',
-            ) from exc
-        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
-            raise translate_error(exc, addr=self.addr, path=path, capability="read") from exc
+        # Retried as every read is, so a Vault that is restarting when the run begins is
+        # waited for instead of failing the run at once.
+        attempt = 0
+        while True:
+            try:
+                result = self._hvac_client().auth.token.lookup_self()
+                break
+            except hvac.exceptions.Forbidden as exc:
+                raise VaultAuthError(
+                    "the Vault token is invalid or expired, or it may not look itself up",
+                    path=path,
+                    hint="set a valid VAULT_TOKEN; its policies need the default policy's "
+                    '"read" on auth/token/lookup-self',
+                ) from exc
+            except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
+                self._wait_to_retry(exc, attempt, path=path, capability="read", idempotent=True)
+                attempt += 1
         self._use_token_lookup(result)
 
     def _use_token_lookup(self, result: Mapping[str, Any]) -> None:
