@@ -268,8 +268,8 @@ class InventoryEntry:
 
     `vault_version_sent` is the secret version last sent successfully in a connect. An adopt
     sends nothing and records the version current when it was planned, so that a later
-    rotation is detected; None when the secret had no version then. `failures` counts consecutive
-    failed applies; `quarantined` is set when it reaches the quarantine threshold.
+    rotation is detected; None when the secret had no version then. `failures` counts
+    consecutive failed applies; `quarantined` is set when it reaches the quarantine threshold.
     `vault_version_failed` is the secret version of the last failed connect, so a quarantine
     can be lifted when a newer version appears. `grant_id` is "" for an account that has
     failed to connect and has no grant yet: the entry exists only to count its failures.

@@ -77,8 +77,8 @@ def _change_block(change: Change, style: Styler) -> list[str]:
     if change.vault_path:
         # A delete or forget of an entry that never recorded a version has none to show.
         version = version_transition(change)
-        shown = "" if version == "-" else f" (version {version})"
-        lines.append(f"      vault:         {change.vault_path}{shown}")
+        suffix = "" if version == "-" else f" (version {version})"
+        lines.append(f"      vault:         {change.vault_path}{suffix}")
     # Only a change that keeps the account managed moves attributes from one value to another.
     # A connect creates them, even over a grantless inventory entry, so it shows no diff.
     both_sides = change.before is not None and change.after is not None

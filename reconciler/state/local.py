@@ -72,7 +72,7 @@ class LocalStateBackend(LockHoldingBackend):
     def read(self) -> Inventory:
         """Return the stored inventory; an empty one with a new lineage when the file is absent.
 
-        Takes no file lock: every write replaces the file by a rename, so a read sees the whole
+        Takes no file lock: every write replaces the file by a rename, so a read gets the whole
         old or the whole new file. A read-only plan therefore creates no file or directory.
         """
         stored = self._read_stored()
