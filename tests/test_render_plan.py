@@ -100,24 +100,37 @@ def in_sync_plan() -> Plan:
     return plan_case(load_case(CASES_DIR / "noop_in_sync.yaml"))
 
 
+def plan_of_one_change(
+    name: str, action: Action, reason: Reason, *, grant_id: str | None, version: int | None
+) -> Plan:
+    """Return a plan whose one change is for google account `name`, which recorded no version.
+
+    A delete has no after side; any other change ends valid at `version`.
+    """
+    before = {"email": f"{name}@example.com", "provider": "google", "grant_id": grant_id}
+    before |= {"vault_version": None, "status": "valid" if grant_id else None}
+    after = {**before, "vault_version": version, "status": "valid"}
+    change = Change(
+        account=name,
+        action=action,
+        reason=reason,
+        message=f"{action.value.capitalize()}.",
+        provider="google",
+        email=f"{name}@example.com",
+        grant_id=grant_id,
+        vault_path=f"team/{name}",
+        vault_version=version,
+        before=before,
+        after=None if action is Action.DELETE else after,
+    )
+    return replace(in_sync_plan(), changes=(change,))
+
+
 def test_connect_over_entry_without_grant() -> None:
     """A connect over an inventory entry without a grant shows no before side, like any connect."""
-    before = {"email": "frank@example.com", "provider": "google", "grant_id": None}
-    before |= {"vault_version": None, "status": None}
-    after = {**before, "vault_version": 1, "status": "valid"}
-    change = Change(
-        account="frank",
-        action=Action.CONNECT,
-        reason=Reason.NOT_CONNECTED,
-        message="Connect.",
-        provider="google",
-        email="frank@example.com",
-        vault_path="team/frank",
-        vault_version=1,
-        before=before,
-        after=after,
+    plan = plan_of_one_change(
+        "frank", Action.CONNECT, Reason.NOT_CONNECTED, grant_id=None, version=1
     )
-    plan = replace(in_sync_plan(), changes=(change,))
 
     text = render_plan_text(plan, color=False)
     markdown = render_plan_markdown(plan)
@@ -145,22 +158,9 @@ def test_adopt_shows_recorded_version_without_transitions() -> None:
 
 def test_delete_without_recorded_version_shows_path_only() -> None:
     """An entry that never recorded a version shows its path without `(version -)`."""
-    before = {"email": "gone@example.com", "provider": "google", "grant_id": "g-gone"}
-    before |= {"vault_version": None, "status": "valid"}
-    change = Change(
-        account="gone",
-        action=Action.DELETE,
-        reason=Reason.REMOVED_FROM_MANIFEST,
-        message="Delete.",
-        provider="google",
-        email="gone@example.com",
-        grant_id="g-gone",
-        vault_path="team/gone",
-        vault_version=None,
-        before=before,
-        after=None,
+    plan = plan_of_one_change(
+        "gone", Action.DELETE, Reason.REMOVED_FROM_MANIFEST, grant_id="g-gone", version=None
     )
-    plan = replace(in_sync_plan(), changes=(change,))
 
     text = render_plan_text(plan, color=False)
 
