@@ -156,6 +156,24 @@ def test_adopt_shows_recorded_version_without_transitions() -> None:
     assert "| 6 |" in markdown
 
 
+def test_reconnect_shows_a_value_that_appears() -> None:
+    """A settings change from no value, such as a first credential_id, is shown as a move."""
+    plan = plan_of_one_change(
+        "carol", Action.RECONNECT, Reason.SETTINGS_CHANGED, grant_id="g-carol", version=1
+    )
+    (change,) = plan.changes
+    assert change.before is not None and change.after is not None
+    change = replace(
+        change,
+        before={**change.before, "credential_id": None},
+        after={**change.after, "credential_id": "cred-7"},
+    )
+
+    text = render_plan_text(replace(plan, changes=(change,)), color=False)
+
+    assert "credential_id: (none) -> cred-7" in text
+
+
 def test_delete_without_recorded_version_shows_path_only() -> None:
     """An entry that never recorded a version shows its path without `(version -)`."""
     plan = plan_of_one_change(

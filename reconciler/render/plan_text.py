@@ -83,10 +83,12 @@ def _change_block(change: Change, style: Styler) -> list[str]:
     # A connect creates them, even over a grantless inventory entry, so it shows no diff.
     both_sides = change.before is not None and change.after is not None
     both_sides = both_sides and change.action is not Action.CONNECT
+    adopting = change.action is Action.ADOPT
     for item in attribute_diff(change.before, change.after) if both_sides else ():
-        # An attribute without a before value is one the inventory starts recording, as an
-        # adopt does with `protect`. No value moves, so there is nothing to review.
-        if item["before"] is None or item["path"] in _SHOWN:
+        # An adopt starts recording attributes the inventory had no value for, such as
+        # `protect`. No value moves, so there is nothing to review. Other changes show a
+        # value that appears, such as a new credential_id, because it is why they run.
+        if item["path"] in _SHOWN or (adopting and item["before"] is None):
             continue
         if item["before"] != item["after"]:
             name = f"{item['path']}:".ljust(14)
