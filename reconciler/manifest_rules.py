@@ -264,15 +264,9 @@ def _check_state(data: Any, reporter: Reporter) -> None:
     state = mapping_at(data, "state")
     if state.get("backend", "local") == "local":
         path = state.get("path")
-        if isinstance(path, str) and _leaves_manifest_directory(path):
-            # A pull request's manifest would otherwise make a CI plan create lock files,
-            # and a later apply write the state, wherever the runner may write.
-            reporter.add(
-                ("state", "path"),
-                f"state.path {preview(path)} leaves the manifest's directory; write a path "
-                "relative to it without '..' segments, or keep the state in Vault "
-                "(state.backend: vault)",
-            )
+        problem = _local_state_problem(path) if isinstance(path, str) else ""
+        if problem:
+            reporter.add(("state", "path"), f"state.path {preview(path)} {problem}")
         return
     if state.get("backend") != "vault":
         return
@@ -290,11 +284,22 @@ def _check_state(data: Any, reporter: Reporter) -> None:
             reporter.add(("state", "path"), f"state.path {preview(path)} {problem}")
 
 
-def _leaves_manifest_directory(path: str) -> bool:
-    """Return whether a local state `path` is absolute or climbs out with a `..` segment."""
+def _local_state_problem(path: str) -> str:
+    """Return why a local state `path` cannot name a file below the manifest, or ''."""
+    if not path.isprintable():
+        return "contains a character that is not printable"
     # Windows rules read both separators and see every root and drive, POSIX ones included.
     windows = PureWindowsPath(path)
-    return bool(windows.anchor) or ".." in windows.parts
+    if windows.anchor or ".." in windows.parts:
+        # A pull request's manifest would otherwise make a CI plan create lock files, and a
+        # later apply write the state, wherever the runner may write.
+        return (
+            "must be a path relative to the manifest's directory without '..' segments; "
+            "keep the state file there, or keep the state in Vault (state.backend: vault)"
+        )
+    if re.split(r"[\\/]", path)[-1] in {"", "."}:
+        return "must name a file, not a directory, such as '.grantctl/state.json'"
+    return ""
 
 
 def _check_allowlist(data: Any, reporter: Reporter, allowed: Sequence[str]) -> None:

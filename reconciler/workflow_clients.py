@@ -12,7 +12,9 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from reconciler.errors import ConfigError
 from reconciler.manifest import allowed_prefixes_from_environment, load_manifest
 from reconciler.model import Manifest
 from reconciler.nylas import ClientSettings, NylasClient, api_base_url, api_key_from_environment
@@ -45,9 +47,31 @@ class Clients:
 
 
 def load_checked_manifest(path: str, environ: Mapping[str, str] | None = None) -> Manifest:
-    """Load the manifest, enforcing the Vault path allowlist from the environment."""
+    """Load the manifest, enforcing the Vault path allowlist from the environment and, for
+    local state, that the state file stays below the manifest's directory."""
     environ = os.environ if environ is None else environ
-    return load_manifest(path, allowed_prefixes=allowed_prefixes_from_environment(environ))
+    manifest = load_manifest(path, allowed_prefixes=allowed_prefixes_from_environment(environ))
+    if manifest.state.backend == "local":
+        _check_local_state_inside(manifest)
+    return manifest
+
+
+def _check_local_state_inside(manifest: Manifest) -> None:
+    """Refuse a local state path that a symbolic link leads out of the manifest's directory.
+
+    The manifest rules reject absolute paths and `..` segments. A directory link committed
+    beside the manifest could still lead a pull request's plan, and the apply after it, to
+    write lock and state files anywhere the runner may write.
+    """
+    directory = Path(manifest.path).parent.resolve()
+    target = Path(manifest.state.path).resolve()
+    if target != directory and directory not in target.parents:
+        raise ConfigError(
+            f"the local state path {manifest.state.path} leads to {target}, outside the "
+            f"manifest's directory {directory}",
+            hint="keep the state file in the manifest's directory without a link out of it, "
+            "or keep the state in Vault (state.backend: vault)",
+        )
 
 
 def client_settings(flags: ClientFlags, environ: Mapping[str, str]) -> ClientSettings:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import Diagnostic, ManifestError
+from reconciler.errors import ConfigError, Diagnostic, ManifestError
 from reconciler.manifest import (
     allowed_prefixes_from_environment,
     load_manifest,
     load_manifest_text,
 )
 from reconciler.model import Ensure, Provider, Region
+from reconciler.workflow_clients import load_checked_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "grants.yaml"
@@ -323,9 +324,11 @@ BAD_CASES = [
         "local state absolute",
         BASE + "state:\n  backend: local\n  path: /tmp/state.json\n",
         14,
-        "leaves the manifest's directory",
+        "relative to the manifest's directory",
         None,
     ),
+    ("local state directory", BASE + "state:\n  path: .\n", 13, "must name a file", None),
+    ("local state nul", BASE + 'state:\n  path: "x\\0y"\n', 13, "not printable", None),
     (
         "local state above",
         BASE + "state:\n  path: state/../../state.json\n",
@@ -458,3 +461,23 @@ def test_unhashable_provider_is_diagnostic(value: str) -> None:
     text = BASE.replace("provider: microsoft", f"provider: {value}")
     diagnostics = diagnostics_of(text)
     assert any(item.line == 10 and item.account == "leyah" for item in diagnostics), diagnostics
+
+
+def test_state_linked_out_of_the_manifest_directory(tmp_path: Path) -> None:
+    """A directory link beside the manifest cannot lead the local state out of its directory."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    (repository / "escape").symlink_to(outside, target_is_directory=True)
+    (repository / "inside").mkdir()
+    manifest = repository / "grants.yaml"
+    manifest.write_text(BASE + "state:\n  path: escape/state.json\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError, match="outside the manifest's directory") as caught:
+        load_checked_manifest(str(manifest), environ={})
+    assert str(outside) in caught.value.message
+
+    manifest.write_text(BASE + "state:\n  path: inside/state.json\n", encoding="utf-8")
+    assert load_checked_manifest(str(manifest), environ={}).state.backend == "local"
+    assert list(outside.iterdir()) == []
