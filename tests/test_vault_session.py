@@ -24,6 +24,7 @@ from reconciler.vault import (
     connect_vault,
     read_api_key_from_vault,
 )
+from reconciler.vault.fastread import FastReader
 from tests.support.jsonserver import JSONHandler, serving
 from tests.support.openbao import OpenBaoServer, free_port
 
@@ -83,8 +84,19 @@ def test_unreachable_address() -> None:
 
     assert "could not be reached" in caught.value.message
     assert "VAULT_ADDR" in caught.value.hint
-    # The token check is a read and is retried as reads are: four attempts in all.
+    # The token check is a read and is retried as reads are: three waits between attempts.
     assert len(delays) == 3
+
+
+def test_light_path_uses_the_configured_timeout() -> None:
+    """GRANTCTL_VAULT_TIMEOUT bounds the light path too, not only the full client."""
+    config = AuthConfig.from_environment(
+        {"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_TOKEN": "t", "GRANTCTL_VAULT_TIMEOUT": "2.5"}
+    )
+
+    connection = FastReader(config)._connection()
+
+    assert connection.timeout == 2.5
 
 
 class FlakyVault(JSONHandler):

@@ -25,7 +25,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from reconciler.vault.auth import AuthConfig
 
-TIMEOUT_S = 10.0
 _PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy")
 
 
@@ -42,6 +41,9 @@ class FastReader:
         self._context = _tls_context(config) if self._url.scheme == "https" else None
         self._local = threading.local()
         self._headers: dict[str, str] = {}
+        # The full client's timeout (GRANTCTL_VAULT_TIMEOUT), so that a Vault that accepts
+        # connections and never answers fails both paths in the time the setting names.
+        self._timeout_s = config.timeout_s
 
     def get(
         self, path: str, token: str, params: Mapping[str, str] | None = None
@@ -81,10 +83,10 @@ class FastReader:
             host, port = self._url.hostname or "127.0.0.1", self._url.port
             if self._context is not None:
                 connection = http.client.HTTPSConnection(
-                    host, port, timeout=TIMEOUT_S, context=self._context
+                    host, port, timeout=self._timeout_s, context=self._context
                 )
             else:
-                connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT_S)
+                connection = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
             self._local.connection = connection
         return connection
 
