@@ -148,7 +148,8 @@ def grantctl(log_level: str) -> None:
 
     Plans and results go to stdout, diagnostics to stderr. Exit codes: 0 success and no
     changes, 1 error, 2 changes present (plan --detailed-exitcode) or drift (audit),
-    3 apply finished partially, 130 interrupted (Ctrl-C or SIGTERM).
+    3 apply finished partially, 130 interrupted (Ctrl-C or SIGTERM; reconcile stops
+    cleanly and exits 0).
     """
     configure_logging(log_level.lower())
 

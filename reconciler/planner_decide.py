@@ -265,8 +265,9 @@ def _scopes_error(account: Account, grant: Grant, absent: list[str], sent: int) 
         ErrorCode.SCOPES_MISSING,
         account.name,
         f"Grant {grant.id} lacks scopes {', '.join(absent)} that the manifest requires, and "
-        f"Vault secret {account.secret_path!r} still holds version {sent}, the token already "
-        "sent. Reconnecting with the same token cannot add scopes.",
+        f"Vault secret {account.secret_path!r} still holds version {sent}, the token the "
+        "inventory records for this grant (sent, or current when it was adopted). "
+        "Reconnecting with the same token cannot add scopes.",
         f"consent to the missing scopes, store the new token as a new version of "
         f"{account.secret_path!r}, then run plan again",
     )
