@@ -42,7 +42,7 @@ class FastReader:
         self._local = threading.local()
         self._headers: dict[str, str] = {}
         # The full client's timeout (GRANTCTL_VAULT_TIMEOUT), so that a Vault that accepts
-        # connections and never answers fails both paths in the time the setting names.
+        # connections and then sends nothing fails both paths within the time it sets.
         self._timeout_s = config.timeout_s
 
     def get(
