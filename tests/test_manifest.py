@@ -16,6 +16,7 @@ from reconciler.manifest import (
 )
 from reconciler.model import Ensure, Provider, Region
 from reconciler.workflow_clients import load_checked_manifest
+from tests.support.cli import invoke
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "grants.yaml"
@@ -477,6 +478,9 @@ def test_state_linked_out_of_the_manifest_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="outside the manifest's directory") as caught:
         load_checked_manifest(str(manifest), environ={})
     assert str(outside) in caught.value.message
+    validated = invoke(["validate", str(manifest)])
+    assert validated.exit_code == 1
+    assert "outside the manifest's directory" in validated.stderr
 
     manifest.write_text(BASE + "state:\n  path: inside/state.json\n", encoding="utf-8")
     assert load_checked_manifest(str(manifest), environ={}).state.backend == "local"

@@ -6,7 +6,6 @@ file is checked and reported on its own, and the command exits 1 when any file f
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,8 +15,8 @@ import click
 from reconciler.commands.options import LOG_LEVEL_OPTION, emit
 from reconciler.errors import EXIT_ERROR, EXIT_OK, ConfigError, ReconcilerError
 from reconciler.grammar import plural
-from reconciler.manifest import allowed_prefixes_from_environment, load_manifest
 from reconciler.secrets import REDACTOR
+from reconciler.workflow_clients import load_checked_manifest
 
 MANIFESTS_ARGUMENT = click.argument(
     "manifests",
@@ -32,10 +31,11 @@ MANIFESTS_ARGUMENT = click.argument(
 @MANIFESTS_ARGUMENT
 def validate_command(*, manifests: tuple[str, ...]) -> int:
     """Check each MANIFEST against the schema and the Vault path allowlist; no network."""
-    prefixes = allowed_prefixes_from_environment(os.environ)
 
     def validate(manifest: str) -> bool:
-        loaded = load_manifest(manifest, allowed_prefixes=prefixes)
+        # The loader plan and apply use, so a state path that a link leads out of the
+        # manifest's directory fails here too.
+        loaded = load_checked_manifest(manifest)
         present = sum(1 for account in loaded.accounts if account.ensure.value == "present")
         emit(
             f"{manifest} is valid: {plural(len(loaded.accounts), 'account')} "
