@@ -209,12 +209,10 @@ class ApprovalError(ReconcilerError):
     """Apply needs approval and none can be asked for (no terminal, no --auto-approve)."""
 
 
-# Apply failures caused by the account's own data: the provider rejected its credentials, its
-# secret is missing or malformed. Only these count towards the account's quarantine, which a
-# new version of the secret lifts. Outages (Vault unreachable or sealed, Nylas 5xx, 429,
-# timeouts, a lost lock) do not count, and neither does a Vault policy that denies reading the
-# secret: that is the operator's to fix, a new secret version would not lift it, and the
-# failed read never reaches the provider.
+# Apply failures caused by the account's own data, which a new secret version can fix: the
+# provider rejected its credentials, or its secret is missing or malformed. Only these count
+# towards quarantine. Outages and a Vault policy that denies the read do not, because the
+# operator fixes those and a new secret version would not lift the quarantine.
 ACCOUNT_FAULT_ERRORS: tuple[type[ReconcilerError], ...] = (
     NylasInvalidRequestError,
     NylasCredentialsRejectedError,

@@ -265,9 +265,8 @@ class _Run:
         if not change.grant_id:
             raise ReconcilerError(f"the plan adopts account {change.account!r} without a grant id")
         account = self.manifest.account(change.account)
-        # An adopt sends no secret. The version current at plan time, the change's `after`
-        # side, is recorded as sent, as the plan's message promises, so that a later
-        # rotation of the secret is planned as a reconnect.
+        # An adopt sends nothing, so it records the planned version (the `after` side) as sent,
+        # and a later rotation of the secret is planned as a reconnect.
         recorded = change.vault_version
         if recorded is None and change.after:
             recorded = change.after.get("vault_version")

@@ -259,8 +259,7 @@ def _reserved_start_problem(path: str, mount: str, kv_version: object) -> str:
 
 
 def _check_state(data: Any, reporter: Reporter) -> None:
-    """Check that a Vault state backend names a clean KV path, and a local one a file below
-    the manifest's directory."""
+    """Check that the state path is a clean KV path (vault) or a file below the manifest (local)."""
     state = mapping_at(data, "state")
     if state.get("backend", "local") == "local":
         path = state.get("path")
@@ -288,7 +287,7 @@ def _local_state_problem(path: str) -> str:
     """Return why a local state `path` cannot name a file below the manifest, or ''."""
     if not path.isprintable():
         return "contains a character that is not printable"
-    # Windows rules read both separators and see every root and drive, POSIX ones included.
+    # Windows path rules accept both separators and detect every root and drive, POSIX ones too.
     windows = PureWindowsPath(path)
     if windows.anchor or ".." in windows.parts:
         # A pull request's manifest would otherwise make a CI plan create lock files, and a

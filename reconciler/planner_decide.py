@@ -219,6 +219,8 @@ def _reconnect_reasons(
             (Reason.GRANT_INVALID, f"grant {grant.id} is invalid and needs re-authentication")
         )
     sent = known.vault_version_sent if known else None
+    # NOTE: an account adopted while its secret had no version records none, so a version
+    # written later is never planned as a rotation and the grant keeps its old token.
     rotated = sent is not None and secret.version is not None and secret.version > sent
     if rotated:
         reasons.append(

@@ -47,8 +47,10 @@ class Clients:
 
 
 def load_checked_manifest(path: str, environ: Mapping[str, str] | None = None) -> Manifest:
-    """Load the manifest, enforcing the Vault path allowlist from the environment and, for
-    local state, that the state file stays below the manifest's directory."""
+    """Load the manifest, enforcing the environment's Vault allowlist and local state's place.
+
+    Local state must stay below the manifest's directory, links resolved.
+    """
     environ = os.environ if environ is None else environ
     manifest = load_manifest(path, allowed_prefixes=allowed_prefixes_from_environment(environ))
     if manifest.state.backend == "local":
@@ -57,11 +59,10 @@ def load_checked_manifest(path: str, environ: Mapping[str, str] | None = None) -
 
 
 def _check_local_state_inside(manifest: Manifest) -> None:
-    """Refuse a local state path that a symbolic link leads out of the manifest's directory.
+    """Raise ConfigError when a symbolic link leads the local state out of the manifest's directory.
 
-    The manifest rules reject absolute paths and `..` segments. A directory link committed
-    beside the manifest could still lead a pull request's plan, and the apply after it, to
-    write lock and state files anywhere the runner may write.
+    The manifest rules reject absolute paths and `..`, but a link committed in a pull request
+    could still make its plan, and the apply after it, write files anywhere.
     """
     directory = Path(manifest.path).parent.resolve()
     target = Path(manifest.state.path).resolve()

@@ -464,7 +464,7 @@ def test_unhashable_provider_is_diagnostic(value: str) -> None:
     assert any(item.line == 10 and item.account == "leyah" for item in diagnostics), diagnostics
 
 
-def test_state_linked_out_of_the_manifest_directory(tmp_path: Path) -> None:
+def test_state_link_out_rejected(tmp_path: Path) -> None:
     """A directory link beside the manifest cannot lead the local state out of its directory."""
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -156,7 +156,7 @@ def test_adopt_shows_recorded_version_without_transitions() -> None:
     assert "| 6 |" in markdown
 
 
-def test_reconnect_shows_a_value_that_appears() -> None:
+def test_reconnect_shows_appearing_value() -> None:
     """A settings change from no value, such as a first credential_id, is shown as a move."""
     plan = plan_of_one_change(
         "carol", Action.RECONNECT, Reason.SETTINGS_CHANGED, grant_id="g-carol", version=1
@@ -174,7 +174,7 @@ def test_reconnect_shows_a_value_that_appears() -> None:
     assert "credential_id: (none) -> cred-7" in text
 
 
-def test_delete_without_recorded_version_shows_path_only() -> None:
+def test_delete_unversioned_shows_path_only() -> None:
     """An entry that never recorded a version shows its path without `(version -)`."""
     plan = plan_of_one_change(
         "gone", Action.DELETE, Reason.REMOVED_FROM_MANIFEST, grant_id="g-gone", version=None

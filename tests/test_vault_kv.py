@@ -278,7 +278,7 @@ def test_check_path_rejects(path: str) -> None:
 
 
 def _segment_rules_accept(path: str) -> bool:
-    """The rules `check_path` states, written out one by one."""
+    """Return whether `path` passes the rules that `check_path` documents, applied one by one."""
     stripped = path.strip("/")
     segments = stripped.split("/")
     if not stripped or any(segment in {"", ".", ".."} for segment in segments):
@@ -291,7 +291,7 @@ def _segment_rules_accept(path: str) -> bool:
 @example("a/../b")
 @example("/./")
 @example("a/.b/..c")
-def test_check_path_fast_match_agrees_with_rules(path: str) -> None:
+def test_check_path_fast_match_agrees(path: str) -> None:
     """The one-match path for plain names accepts exactly what the full checks accept."""
     try:
         accepted = check_path(path) == path.strip("/")

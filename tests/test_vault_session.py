@@ -88,7 +88,7 @@ def test_unreachable_address() -> None:
     assert len(delays) == 3
 
 
-def test_light_path_uses_the_configured_timeout() -> None:
+def test_light_path_uses_timeout_setting() -> None:
     """GRANTCTL_VAULT_TIMEOUT bounds the light path too, not only the full client."""
     config = AuthConfig.from_environment(
         {"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_TOKEN": "t", "GRANTCTL_VAULT_TIMEOUT": "2.5"}

@@ -33,8 +33,7 @@ def validate_command(*, manifests: tuple[str, ...]) -> int:
     """Check each MANIFEST against the schema and the Vault path allowlist; no network."""
 
     def validate(manifest: str) -> bool:
-        # The loader plan and apply use, so a state path that a link leads out of the
-        # manifest's directory fails here too.
+        # The loader that plan and apply use, so that validate rejects what they reject.
         loaded = load_checked_manifest(manifest)
         present = sum(1 for account in loaded.accounts if account.ensure.value == "present")
         emit(

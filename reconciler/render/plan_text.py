@@ -85,9 +85,8 @@ def _change_block(change: Change, style: Styler) -> list[str]:
     both_sides = both_sides and change.action is not Action.CONNECT
     adopting = change.action is Action.ADOPT
     for item in attribute_diff(change.before, change.after) if both_sides else ():
-        # An adopt starts recording attributes the inventory had no value for, such as
-        # `protect`. No value moves, so there is nothing to review. Other changes show a
-        # value that appears, such as a new credential_id, because it is why they run.
+        # An adopt only starts recording values such as `protect`, so it shows no move from
+        # nothing. Other changes show a value that appears, such as a first credential_id.
         if item["path"] in _SHOWN or (adopting and item["before"] is None):
             continue
         if item["before"] != item["after"]:

@@ -51,7 +51,7 @@ class FastReader:
         """Return (status, decoded body) of `GET /v1/<path>` when it is 200 or 404, else None."""
         if not self._enabled:
             return None
-        # Built once per token: a plan sends the same headers 10,000 times.
+        # Built once per token, because a plan sends the same headers once per account.
         headers = self._headers
         if headers.get("X-Vault-Token") != token:
             headers = {"X-Vault-Token": token}

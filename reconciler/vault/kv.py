@@ -242,9 +242,8 @@ def version_from_metadata(path: str, metadata: Mapping[str, Any]) -> SecretVersi
     )
 
 
-# Segments of letters, digits and `_.@+=,-`, none of them `.` or `..`: the paths nearly every
-# manifest uses, accepted by one match instead of the checks below (a plan checks one per
-# account).
+# Plain paths (segments of letters, digits and `_.@+=,-`, none `.` or `..`) pass one match
+# instead of the checks below, which matters because a plan checks one path per account.
 _PLAIN_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.@+=,-]+"
 _PLAIN_PATH = re.compile(rf"{_PLAIN_SEGMENT}(?:/{_PLAIN_SEGMENT})*")
 
