@@ -17,6 +17,13 @@ from typing import Any
 EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 
 
+def _fold(email: str) -> str:
+    """Return `email` case-folded, as the same object when folding changes nothing."""
+    folded = email.casefold()
+    # Most addresses are lower case already; sharing the object saves a string per account.
+    return email if folded == email else folded
+
+
 class Provider(str, enum.Enum):
     """A Nylas provider that `POST /v3/connect/custom` accepts."""
 
@@ -121,11 +128,12 @@ class Account:
     credential_id: str | None = None
     # 1-based line of the entry in the manifest file, for messages; 0 when unknown.
     line: int = 0
+    # The case-folded email that grant matching uses, set from `email`.
+    email_key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def email_key(self) -> str:
-        """Return the case-folded email that grant matching uses."""
-        return self.email.casefold()
+    def __post_init__(self) -> None:
+        # Computed once here: the planner compared it up to three times per account.
+        object.__setattr__(self, "email_key", _fold(self.email))
 
 
 @dataclass(frozen=True)
@@ -240,10 +248,11 @@ class Grant:
     # The opaque `state` string of the connect that created or last re-authenticated the
     # grant; grantctl sends `owner_state(lineage)` there to mark the inventory that owns it.
     state: str | None = None
+    # The case-folded email that grant matching uses, set from `email`.
+    email_key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def email_key(self) -> str:
-        return self.email.casefold()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "email_key", _fold(self.email))
 
     @property
     def owner_lineage(self) -> str | None:

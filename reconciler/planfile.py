@@ -135,8 +135,8 @@ def _differs(old: Any, new: Any) -> bool:
     if type(old) is type(new) and isinstance(old, (str, int, bool)):
         return bool(old != new)
     if (
-        isinstance(old, list)
-        and isinstance(new, list)
+        isinstance(old, (list, tuple))
+        and isinstance(new, (list, tuple))
         and all(isinstance(item, str) for item in (*old, *new))
     ):
         # Order and repetition do not count, as in DeepDiff's `ignore_order=True`.
@@ -232,7 +232,18 @@ def _change_from_dict(item: Mapping[str, Any]) -> Change:
     fields = {key: value for key, value in item.items() if key != "diff"}
     fields["action"] = Action(item["action"])
     fields["reason"] = Reason(item["reason"])
+    fields["before"] = _unplain(item["before"])
+    fields["after"] = _unplain(item["after"])
     return Change(**fields)
+
+
+def _unplain(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Undo `_plain`: the planner keeps lists of scopes as tuples."""
+    if attributes is None:
+        return None
+    return {
+        key: tuple(value) if isinstance(value, list) else value for key, value in attributes.items()
+    }
 
 
 def _grant_from_dict(item: Mapping[str, Any]) -> Grant:

@@ -59,13 +59,13 @@ def decide_present(
     # instead of seeing a grant "appear".
     error = _identity_error(account, entry)
     if error is not None and entry is not None:
-        return Decision(error=error, grant=index.by_id.get(entry.grant_id))
-    matches = index.matches(account.provider._value_, account.email)
+        return Decision(error=error, grant=index.by_id(entry.grant_id))
+    matches = index.matches(account.provider._value_, account.email_key)
     if len(matches) > 1:
         return Decision(error=_duplicates_error(account, matches), grant=matches[0])
     grant = matches[0] if matches else None
     if grant is None and entry is not None:
-        grant = index.by_id.get(entry.grant_id)
+        grant = index.by_id(entry.grant_id)
     if grant is None:
         change = _connect(account, entry, secret)
     else:
@@ -102,7 +102,7 @@ def _identity_error(account: Account, entry: InventoryEntry | None) -> PlanError
             f"grant {entry.grant_id} as {entry.provider!r}. A grant cannot change provider.",
             "list the old name under `removed:` and add the account under a new name",
         )
-    if entry.email.casefold() != account.email_key:
+    if entry.email != account.email and entry.email.casefold() != account.email_key:
         return PlanError(
             ErrorCode.EMAIL_CHANGED,
             account.name,

@@ -25,7 +25,7 @@ from reconciler.planner_decide import Decision
 def decide_absent(account: Account, entry: InventoryEntry | None, index: GrantIndex) -> Decision:
     """Decide the change for an account with `ensure: absent`."""
     if entry is not None:
-        grant = index.by_id.get(entry.grant_id)
+        grant = index.by_id(entry.grant_id)
         if grant is None:
             message = _gone_message(entry)
             action, reason = Action.FORGET, Reason.GRANT_DELETED_OUTSIDE
@@ -36,7 +36,7 @@ def decide_absent(account: Account, entry: InventoryEntry | None, index: GrantIn
             action, reason = Action.DELETE, Reason.ENSURE_ABSENT
         change = _entry_change(entry, action, reason, message, grant)
         return Decision(change=change, grant=grant)
-    matches = index.matches(account.provider.value, account.email)
+    matches = index.matches(account.provider._value_, account.email_key)
     if matches:
         ids = ", ".join(grant.id for grant in matches)
         error = PlanError(

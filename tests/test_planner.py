@@ -176,6 +176,8 @@ def test_planner_case(path: Path) -> None:
     assert plan.applyable is (not expect.get("errors")), "applyable must follow the errors"
     unmanaged = [grant.id for grant in plan.unmanaged]
     assert unmanaged == expect.get("unmanaged", []), "unmanaged grants differ"
+    observed = [item.account for item in plan.observations]
+    assert observed == sorted(observed), "observations are not in account name order"
     assert plan.partial is expect.get("partial", False), "partial flag differs"
     for text in expect.get("warnings_contain", []):
         assert any(text in warning for warning in plan.warnings), f"no warning with {text!r}"

@@ -99,7 +99,7 @@ def _change_block(change: Change, style: Styler) -> list[str]:
 def _value(value: object) -> str:
     if value is None:
         return "(none)"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "[" + ", ".join(str(item) for item in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
