@@ -109,7 +109,7 @@ class Region(str, enum.Enum):
     EU = "eu"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Account:
     """One manifest entry: a mailbox that must (or must no longer) hold a grant.
 
@@ -211,7 +211,7 @@ class SecretState(str, enum.Enum):
     DENIED = "denied"  # the identity may not read the metadata (403)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretVersion:
     """Vault metadata for one secret path: no value, only its current version and state.
 
@@ -233,7 +233,7 @@ class GrantStatus(str, enum.Enum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     """A Nylas grant as listed by `GET /v3/grants`, reduced to what planning uses."""
 
@@ -271,7 +271,7 @@ def owner_state(lineage: str) -> str:
     return OWNER_STATE_PREFIX + lineage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InventoryEntry:
     """What grantctl remembers about an account it manages.
 

@@ -363,7 +363,13 @@ def _unmanaged(manifest: Manifest, inventory: Inventory, index: GrantIndex) -> t
         emails = unclaimed.get(account.provider._value_)
         if emails:
             emails.pop(account.email_key, None)
-    left = [grant for emails in unclaimed.values() for same in emails.values() for grant in same]
+    left: list[Grant] = []
+    for emails in unclaimed.values():
+        for found in emails.values():
+            if isinstance(found, tuple):
+                left += found
+            else:
+                left.append(found)
     if not left:
         return ()
     managed_ids = {entry.grant_id for entry in inventory.entries.values()}

@@ -30,7 +30,7 @@ ATTRIBUTE_KEYS = (
 # five times as much, which added up to a tenth of the planner's time.
 _VALID = GrantStatus.VALID.value
 _GRANT_ID = operator.attrgetter("id")
-_NO_EMAILS: dict[str, list[Grant]] = {}
+_NO_EMAILS: dict[str, Grant | tuple[Grant, ...]] = {}
 
 
 class GrantIndex:
@@ -39,31 +39,26 @@ class GrantIndex:
     def __init__(self, grants: Sequence[Grant]) -> None:
         self._grants = grants
         self._by_id: dict[str, Grant] | None = None
-        # provider -> case-folded email -> grants, nested so that no key tuple is built per
-        # grant or per lookup.
-        self.by_email: dict[str, dict[str, list[Grant]]] = {}
-        shared: list[list[Grant]] = []
-        for grant in grants:
-            emails = self.by_email.get(grant.provider)
-            if emails is None:
-                emails = self.by_email[grant.provider] = {}
-            same = emails.get(grant.email_key)
-            if same is None:
-                emails[grant.email_key] = [grant]
-            else:
-                same.append(grant)
-                shared.append(same)
-        # Only the few lists with several grants need sorting, which keeps building linear.
-        # Each list is sorted by id so that output is deterministic.
-        for matches in shared:
-            matches.sort(key=_GRANT_ID)
+        # provider -> case-folded email -> the one grant with that key, or a tuple of several
+        # sorted by id. Nested by provider, so no key tuple is built per grant or lookup, and
+        # a grant alone needs no container: both kept a large plan's memory smaller.
+        self.by_email: dict[str, dict[str, Grant | tuple[Grant, ...]]] = {}
+        # An estate has a handful of providers, so one pass per provider stays linear.
+        for provider in {grant.provider for grant in grants}:
+            group = [grant for grant in grants if grant.provider == provider]
+            emails: dict[str, Grant | tuple[Grant, ...]] = {
+                grant.email_key: grant for grant in group
+            }
+            if len(emails) < len(group):
+                _collect_duplicates(group, emails)
+            self.by_email[provider] = emails
 
     def matches(self, provider: str, email_key: str) -> Sequence[Grant]:
-        """Return the grants with this provider and case-folded email.
-
-        The sequence is the index's own, not a copy: callers must not modify it.
-        """
-        return self.by_email.get(provider, _NO_EMAILS).get(email_key, ())
+        """Return the grants with this provider and case-folded email, sorted by id."""
+        found = self.by_email.get(provider, _NO_EMAILS).get(email_key)
+        if found is None:
+            return ()
+        return found if isinstance(found, tuple) else (found,)
 
     def by_id(self, grant_id: str) -> Grant | None:
         """Return the grant with this id, or None."""
@@ -72,6 +67,16 @@ class GrantIndex:
         if self._by_id is None:
             self._by_id = {grant.id: grant for grant in self._grants}
         return self._by_id.get(grant_id)
+
+
+def _collect_duplicates(group: list[Grant], emails: dict[str, Grant | tuple[Grant, ...]]) -> None:
+    """Replace the entry of every email that several grants in `group` share with all of them."""
+    by_key: dict[str, list[Grant]] = {}
+    for grant in group:
+        by_key.setdefault(grant.email_key, []).append(grant)
+    for key, same in by_key.items():
+        if len(same) > 1:
+            emails[key] = tuple(sorted(same, key=_GRANT_ID))
 
 
 @functools.lru_cache(maxsize=1024)
