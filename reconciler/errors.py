@@ -201,10 +201,6 @@ class StalePlanError(ReconcilerError):
     """A saved plan no longer matches the world; the message names what moved."""
 
 
-class VerificationError(ReconcilerError):
-    """A connect succeeded but the grant is not what the manifest asked for."""
-
-
 class ApprovalError(ReconcilerError):
     """Apply needs approval and none can be asked for (no terminal, no --auto-approve)."""
 
@@ -212,13 +208,13 @@ class ApprovalError(ReconcilerError):
 # Apply failures caused by the account's own data, which a new secret version can fix: the
 # provider rejected its credentials, or its secret is missing or malformed. Only these count
 # towards quarantine. Outages and a Vault policy that denies the read do not, because the
-# operator fixes those and a new secret version would not lift the quarantine.
+# operator fixes those and a new secret version would not lift the quarantine. A connect
+# whose grant fails verification also counts, and `verify` records that fault itself.
 ACCOUNT_FAULT_ERRORS: tuple[type[ReconcilerError], ...] = (
     NylasInvalidRequestError,
     NylasCredentialsRejectedError,
     VaultSecretNotFoundError,
     SecretShapeError,
-    VerificationError,
 )
 
 
