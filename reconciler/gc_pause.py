@@ -22,4 +22,11 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # The objects allocated in the pause are young, so the first collection after it
+            # would scan them all: a whole plan, which cost the planner a tenth of its time
+            # at 100,000 accounts. Freezing and unfreezing moves every tracked object to the
+            # oldest generation at once, without a scan, where full collections still find
+            # any garbage cycle.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()

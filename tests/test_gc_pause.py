@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,42 @@ def test_nested_pause_keeps_outer_pause() -> None:
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+def test_pause_leaves_no_young_objects() -> None:
+    """The first collection after a pause would otherwise scan all it allocated."""
+    generations: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    gc.callbacks.append(record)
+    try:
+        with collector_paused():
+            kept = [[index] for index in range(50_000)]
+        after = [[index] for index in range(100)]
+    finally:
+        gc.callbacks.remove(record)
+    assert generations == [], f"collections of generations {generations} ran after the pause"
+    assert gc.get_freeze_count() == 0, "objects were left frozen"
+    assert len(kept) + len(after) == 50_100
+
+
+def test_pause_still_collects_cycles() -> None:
+    """Objects moved to the oldest generation are still freed by a full collection."""
+
+    class Node:
+        partner: Node
+
+    with collector_paused():
+        first, second = Node(), Node()
+        first.partner, second.partner = second, first
+        probe = weakref.ref(first)
+        del first, second
+    assert probe() is not None, "the cycle was freed before any collection"
+    gc.collect()
+    assert probe() is None, "a full collection left the cycle alive"
 
 
 def test_pause_restores_after_an_error() -> None:
