@@ -101,6 +101,8 @@ def make_plan(
 
     `secrets` maps account names to their Vault metadata; an account without an entry is
     treated as having a missing secret. `grants` is every grant of the application.
+    Account emails must be unique, compared case-insensitively, as the manifest loader
+    ensures: the search for unmanaged grants relies on it.
     """
     with collector_paused():
         return _make_plan(manifest, inventory, secrets, grants, options)
@@ -356,8 +358,12 @@ def _observe_entry(
 
 def _unmanaged(manifest: Manifest, inventory: Inventory, index: GrantIndex) -> tuple[Grant, ...]:
     """Return grants that match no account and no inventory entry, sorted."""
-    # Accounts claim grants by popping them from a copy of the email index; what is left
-    # matches no account. A steady estate leaves nothing, so it builds no set of grant ids.
+    if index.claimed == index.size:
+        # Every grant matched an account by email, as in a steady estate.
+        return ()
+    # Otherwise accounts claim grants again by popping them from a copy of the email index,
+    # because accounts planned without a match (such as one with `ensure: absent` and an
+    # inventory entry) claim their email too. What is left matches no account.
     unclaimed = {provider: dict(emails) for provider, emails in index.by_email.items()}
     for account in manifest.accounts:
         emails = unclaimed.get(account.provider._value_)

@@ -39,6 +39,9 @@ class GrantIndex:
     def __init__(self, grants: Sequence[Grant]) -> None:
         self._grants = grants
         self._by_id: dict[str, Grant] | None = None
+        # How many grants `claim` has returned. Manifest emails are unique, so when it
+        # reaches the number of grants, every grant matched an account.
+        self.claimed = 0
         # provider -> case-folded email -> the one grant with that key, or a tuple of several
         # sorted by id. Nested by provider, so no key tuple is built per grant or lookup, and
         # a grant alone needs no container: both kept a large plan's memory smaller.
@@ -53,12 +56,25 @@ class GrantIndex:
                 _collect_duplicates(group, emails)
             self.by_email[provider] = emails
 
-    def matches(self, provider: str, email_key: str) -> Sequence[Grant]:
-        """Return the grants with this provider and case-folded email, sorted by id."""
+    @property
+    def size(self) -> int:
+        """Return how many grants the index holds."""
+        return len(self._grants)
+
+    def claim(self, provider: str, email_key: str) -> Sequence[Grant]:
+        """Return the grants with this provider and case-folded email, sorted by id.
+
+        The planner calls this once per account that matches by email, and `claimed` counts
+        what it returns, so that finding unmanaged grants can stop early.
+        """
         found = self.by_email.get(provider, _NO_EMAILS).get(email_key)
         if found is None:
             return ()
-        return found if isinstance(found, tuple) else (found,)
+        if isinstance(found, tuple):
+            self.claimed += len(found)
+            return found
+        self.claimed += 1
+        return (found,)
 
     def by_id(self, grant_id: str) -> Grant | None:
         """Return the grant with this id, or None."""

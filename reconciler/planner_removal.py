@@ -36,7 +36,7 @@ def decide_absent(account: Account, entry: InventoryEntry | None, index: GrantIn
             action, reason = Action.DELETE, Reason.ENSURE_ABSENT
         change = _entry_change(entry, action, reason, message, grant)
         return Decision(change=change, grant=grant)
-    matches = index.matches(account.provider._value_, account.email_key)
+    matches = index.claim(account.provider._value_, account.email_key)
     if matches:
         ids = ", ".join(grant.id for grant in matches)
         error = PlanError(
