@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 from benchmarks import e2e, machine, markdown, report
 from benchmarks.measure import run_child
@@ -100,9 +101,14 @@ def _run_planner(sizes: Sequence[int], repeats: int) -> dict[str, object]:
         for count in sizes:
             print(f"planner: {count} accounts", file=sys.stderr)
             runs[count].append(run_child("planner", {"accounts": count}, {}).as_dict())
-    return {
-        str(count): e2e.fastest_run(measured, "planner_cpu_s") for count, measured in runs.items()
-    }
+    results: dict[str, object] = {}
+    for count, measured in runs.items():
+        fastest = e2e.fastest_run(measured, "planner_cpu_s")
+        # The fastest first run may come from another child than the fastest run.
+        first_runs = [cast(float, run["planner_first_cpu_s"]) for run in measured]
+        fastest["planner_first_cpu_s"] = min(first_runs)
+        results[str(count)] = fastest
+    return results
 
 
 def _run_sizes(arguments: argparse.Namespace, scenario: e2e.Scenario) -> dict[str, object]:

@@ -56,6 +56,9 @@ def _task_planner(args: Figures) -> Figures:
     return {
         "planner_s": min(walls),
         "planner_cpu_s": min(cpus),
+        # The first run is what a command gets: it plans once, in fresh memory, while later
+        # runs here reuse the memory the previous plan freed.
+        "planner_first_cpu_s": cpus[0],
         "planner_runs": PLANNER_RUNS,
         "changes": changes,
     }

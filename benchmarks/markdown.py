@@ -131,15 +131,28 @@ def _planner(results: Results) -> list[str]:
     lines = [
         "## Pure planner (`make_plan` on in-memory inputs)",
         "",
-        "| accounts | wall s | CPU s | CPU us per account | peak RSS MiB |",
-        "|---|---|---|---|---|",
+        "| accounts | wall s | CPU s | CPU us per account | first run, CPU us per account "
+        "| peak RSS MiB |",
+        "|---|---|---|---|---|---|",
     ]
     for key, run in sorted(planner.items(), key=lambda item: int(item[0])):
         per_account = run["planner_cpu_s"] / int(key) * 1e6
+        first = run.get("planner_first_cpu_s")
+        first_text = f"{first / int(key) * 1e6:.1f}" if first is not None else "-"
         lines.append(
             f"| {int(key):,} | {run['planner_s']:.3f} | {run['planner_cpu_s']:.3f} "
-            f"| {per_account:.1f} | {run['peak_rss_mib']:.0f} |"
+            f"| {per_account:.1f} | {first_text} | {run['peak_rss_mib']:.0f} |"
         )
+    small, large = planner.get("10000", {}), planner.get("100000", {})
+    if small.get("planner_first_cpu_s") and large.get("planner_first_cpu_s"):
+        growth = large["planner_first_cpu_s"] / small["planner_first_cpu_s"]
+        lines += [
+            "",
+            "The target is judged on the fastest run. Each child's first run plans in fresh "
+            "memory, as a command does, while its later runs reuse the memory the previous "
+            "plan freed, which helps the smaller plan more. Judged on first runs, 100,000 "
+            f"accounts took {growth:.2f} times as long as 10,000; this is not a target.",
+        ]
     return [*lines, ""]
 
 

@@ -3,8 +3,9 @@
 It sits between the input readers (manifest loader, Vault metadata, the Nylas grant list, the
 state backend) and everything that consumes a plan (renderers, the plan file, the executor).
 It performs no I/O, reads no clock and draws no random numbers: the same inputs always give
-the same `Plan`, with changes sorted by account name. Its one effect on the interpreter is
-pausing the cyclic garbage collector while it runs (see `reconciler.gc_pause`).
+the same `Plan`, with changes sorted by account name. Its one effect on the interpreter
+concerns the cyclic garbage collector, which is paused while the planner runs; every tracked
+object then moves to the collector's oldest generation (see `reconciler.gc_pause`).
 
 Decisions the executor relies on:
 - An account with an account-level error (secret unusable, duplicate grants, provider or
