@@ -41,6 +41,7 @@ def decide_present(
     account: Account,
     entry: InventoryEntry | None,
     secret: SecretVersion,
+    matches: Sequence[Grant],
     index: GrantIndex,
     *,
     lineage: str,
@@ -60,7 +61,6 @@ def decide_present(
     error = _identity_error(account, entry)
     if error is not None and entry is not None:
         return Decision(error=error, grant=index.by_id(entry.grant_id))
-    matches = index.claim(account.provider._value_, account.email_key)
     if len(matches) > 1:
         return Decision(error=_duplicates_error(account, matches), grant=matches[0])
     grant = matches[0] if matches else None

@@ -7,6 +7,8 @@ deleted. Nothing here performs I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.model import (
     Account,
     Action,
@@ -22,8 +24,13 @@ from reconciler.planner_attrs import GrantIndex, describe_before
 from reconciler.planner_decide import Decision
 
 
-def decide_absent(account: Account, entry: InventoryEntry | None, index: GrantIndex) -> Decision:
-    """Decide the change for an account with `ensure: absent`."""
+def decide_absent(
+    account: Account, entry: InventoryEntry | None, matches: Sequence[Grant], index: GrantIndex
+) -> Decision:
+    """Decide the change for an account with `ensure: absent`.
+
+    `matches` are the grants with the account's provider and email, sorted by id.
+    """
     if entry is not None:
         grant = index.by_id(entry.grant_id)
         if grant is None:
@@ -36,7 +43,6 @@ def decide_absent(account: Account, entry: InventoryEntry | None, index: GrantIn
             action, reason = Action.DELETE, Reason.ENSURE_ABSENT
         change = _entry_change(entry, action, reason, message, grant)
         return Decision(change=change, grant=grant)
-    matches = index.claim(account.provider._value_, account.email_key)
     if matches:
         ids = ", ".join(grant.id for grant in matches)
         error = PlanError(
