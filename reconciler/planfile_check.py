@@ -9,7 +9,7 @@ difference, not just the first. Nothing here performs I/O.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from reconciler.errors import StalePlanError
@@ -24,6 +24,7 @@ def check_plan_is_current(
     inventory: Inventory,
     secrets: Mapping[str, SecretVersion],
     grants: Sequence[Grant],
+    manifest_accounts: Collection[str],
     manifest_path: str | None = None,
     plan_path: str | None = None,
 ) -> None:
@@ -31,6 +32,8 @@ def check_plan_is_current(
 
     `secrets` maps account names to their current Vault metadata; an account missing from
     it is not compared, so apply may omit accounts whose secret it does not read.
+    `manifest_accounts` names the manifest's accounts: only those are matched to grants by
+    email, so only for them does a grant that appeared since the plan matter.
     `manifest_path` is the manifest apply read (default: the one the plan records) and
     `plan_path` the plan file; both go into the message and its next step.
     """
@@ -38,9 +41,15 @@ def check_plan_is_current(
     moved = _manifest_moved(document, manifest_digest, manifest_path)
     moved += _inventory_moved(document, inventory)
     by_id = {grant.id: grant for grant in grants}
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for grant in grants:
+        by_key.setdefault((grant.provider, grant.email_key), []).append(grant.id)
     for observation in document["observations"]:
         moved += _secret_moved(observation, secrets.get(observation["account"]))
-        moved += _grant_moved(observation, by_id, grants)
+        if observation["grant_id"] is not None:
+            moved += _grant_moved(observation, by_id)
+        elif observation["account"] in manifest_accounts:
+            moved += _grant_appeared(observation, by_key)
     if moved:
         count = len(moved)
         noun = "thing" if count == 1 else "things"
@@ -123,16 +132,19 @@ def _secret_moved(observation: Mapping[str, Any], secret: SecretVersion | None) 
     ]
 
 
-def _grant_moved(
-    observation: Mapping[str, Any], by_id: Mapping[str, Grant], grants: Sequence[Grant]
+def _grant_appeared(
+    observation: Mapping[str, Any], by_key: Mapping[tuple[str, str], list[str]]
 ) -> list[str]:
-    account, grant_id = observation["account"], observation["grant_id"]
-    if grant_id is None:
-        key = (observation["provider"], observation["email"].casefold())
-        appeared = sorted(g.id for g in grants if (g.provider, g.email_key) == key)
-        if appeared:
-            return [f"a grant appeared for account {account!r}: {', '.join(appeared)}"]
+    """Return a difference when a grant now matches an account that had none."""
+    key = (observation["provider"], observation["email"].casefold())
+    appeared = sorted(by_key.get(key, ()))
+    if not appeared:
         return []
+    return [f"a grant appeared for account {observation['account']!r}: {', '.join(appeared)}"]
+
+
+def _grant_moved(observation: Mapping[str, Any], by_id: Mapping[str, Grant]) -> list[str]:
+    account, grant_id = observation["account"], observation["grant_id"]
     grant = by_id.get(grant_id)
     if grant is None:
         return [f"grant {grant_id} of account {account!r} no longer exists"]

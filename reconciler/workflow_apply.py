@@ -122,6 +122,7 @@ def apply_saved_plan(
             inventory=inputs.inventory,
             secrets=inputs.secrets,
             grants=inputs.grants,
+            manifest_accounts={account.name for account in manifest.accounts},
             manifest_path=manifest.path,
             plan_path=plan_path,
         )

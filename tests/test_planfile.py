@@ -75,6 +75,7 @@ def current_world() -> dict[str, Any]:
             )
             for g in CASE["grants"]
         ],
+        "manifest_accounts": {account.name for account in manifest.accounts},
     }
 
 
@@ -303,6 +304,45 @@ def test_stale_grant_appeared() -> None:
         Grant("g-new", "microsoft", "CONNECT-NEW@example.com", GrantStatus.VALID),
     ]
     assert "a grant appeared for account 'connect-new': g-new" in stale_message(grants=grants)
+
+
+def test_removed_entry_ignores_grant_for_its_email() -> None:
+    """An entry gone from the manifest is matched by grant id only, so a plan that forgets it
+    stays current although another grant holds its email, as the planner saw."""
+    case: dict[str, Any] = {
+        "manifest": {"accounts": [{"name": "alice"}]},
+        "inventory": {
+            "entries": [{"name": "alice", "grant_id": "g-a"}, {"name": "dee", "grant_id": "g-dee"}]
+        },
+        "grants": [
+            {"id": "g-a", "email": "alice@example.com"},
+            {"id": "g09", "email": "Dee@example.com"},
+        ],
+    }
+    plan = plan_case(case)
+    assert [(c.account, c.action) for c in plan.changes if c.action is Action.FORGET] == [
+        ("dee", Action.FORGET)
+    ]
+    document = plan_to_document(
+        plan,
+        plan_id="p",
+        created_at="2026-01-02T03:04:05Z",
+        tool_version="0.1.0",
+        manifest_path="grants.yaml",
+    )
+    manifest = build_manifest(case)
+
+    check_plan_is_current(
+        document,
+        manifest_digest=manifest.digest,
+        inventory=build_inventory(case),
+        secrets=build_secrets(case, manifest),
+        grants=[
+            Grant("g-a", "google", "alice@example.com", GrantStatus.VALID),
+            Grant("g09", "google", "Dee@example.com", GrantStatus.VALID),
+        ],
+        manifest_accounts={"alice"},
+    )
 
 
 def test_stale_lists_every_difference() -> None:
