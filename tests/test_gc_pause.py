@@ -53,6 +53,35 @@ def test_pause_leaves_no_young_objects() -> None:
     assert len(kept) + len(after) == 50_100
 
 
+def test_pause_keeps_a_callers_freeze() -> None:
+    """Objects a caller froze, for example before a fork, stay frozen after a pause."""
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            kept = [[index] for index in range(1_000)]
+        assert gc.get_freeze_count() == frozen
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+    assert len(kept) == 1_000
+
+
+def test_interrupt_while_promoting_leaves_nothing_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt right after the freeze still unfreezes and turns the collector on."""
+    freeze = gc.freeze
+
+    def freeze_then_interrupt() -> None:
+        freeze()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gc, "freeze", freeze_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), collector_paused():
+        pass
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
+
+
 def test_pause_still_collects_cycles() -> None:
     """Objects moved to the oldest generation are still freed by a full collection."""
 

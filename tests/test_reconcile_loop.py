@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 
 import pytest
@@ -19,6 +20,7 @@ from reconciler.errors import (
     VaultSealedError,
     VaultUnavailableError,
 )
+from reconciler.gc_pause import collector_paused
 from reconciler.metrics import ReconcileCounters
 from reconciler.reconcile import RoundResult, run_reconcile_loop
 
@@ -285,3 +287,28 @@ def test_one_log_line_per_round(caplog: pytest.LogCaptureFixture) -> None:
     assert lines[3].endswith("applied 1 reconnect, 2 failed, 1 not attempted; stopping")
     levels = [r.levelno for r in caplog.records if r.getMessage().startswith("reconcile round")]
     assert levels == [logging.INFO, logging.WARNING, logging.ERROR, logging.WARNING]
+
+
+def test_cycles_of_a_paused_round_freed_before_the_wait() -> None:
+    """A round's pause moves its garbage cycles to the oldest generation; the loop frees them."""
+    stop = threading.Event()
+    probes: list[weakref.ref[object]] = []
+    alive_at_wait: list[bool] = []
+
+    class Node:
+        partner: Node
+
+    def round_fn() -> RoundResult:
+        with collector_paused():
+            first, second = Node(), Node()
+            first.partner, second.partner = second, first
+            probes.append(weakref.ref(first))
+        return OK
+
+    def sleep(_: float) -> None:
+        alive_at_wait.append(probes[-1]() is not None)
+        stop.set()
+
+    run_reconcile_loop(round_fn, interval_s=HOUR, stop=stop, sleep=sleep)
+
+    assert alive_at_wait == [False], "the round's cycle was still alive during the wait"
