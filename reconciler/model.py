@@ -128,7 +128,8 @@ class Account:
     credential_id: str | None = None
     # 1-based line of the entry in the manifest file, for messages; 0 when unknown.
     line: int = 0
-    # The case-folded email that grant matching uses, set from `email`.
+    # The case-folded email that grant matching uses, set from `email`. As a field it is in
+    # `dataclasses.fields()`, but not in `__init__`, `repr` or comparisons.
     email_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -186,6 +187,14 @@ class Manifest:
     policy: Policy
     accounts: tuple[Account, ...]
     removed: tuple[RemovedAccount, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The loader reports duplicates with their lines before building a Manifest. This
+        # check covers manifests built in code, because the planner relies on both rules.
+        names = {account.name for account in self.accounts}
+        emails = {account.email_key for account in self.accounts}
+        if len(names) < len(self.accounts) or len(emails) < len(self.accounts):
+            raise ValueError("manifest accounts must have unique names and unique emails")
 
     def account(self, name: str) -> Account | None:
         """Return the account called `name`, or None."""

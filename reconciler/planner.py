@@ -103,8 +103,8 @@ def make_plan(
 
     `secrets` maps account names to their Vault metadata; an account without an entry is
     treated as having a missing secret. `grants` is every grant of the application.
-    Account emails must be unique, compared case-insensitively, as the manifest loader
-    ensures: the search for unmanaged grants relies on it.
+    It relies on account names and emails (compared case-insensitively) being unique, which
+    `Manifest` ensures.
     """
     with collector_paused():
         return _make_plan(manifest, inventory, secrets, grants, options)
@@ -150,13 +150,15 @@ def _make_plan(
             found_secret=secret,
             matches=matches_of(grants_found),
         )
-    # Entries left over belong to accounts no longer in the manifest; counting the entries
-    # found spares building the set of manifest names when none is left.
+    # Inventory entries whose account left the manifest, and `removed:` entries, are planned
+    # after the loop, and a partial plan has to look for them. Without any of these, nothing
+    # is added after the loop, so changes and observations are already in account name order.
+    # Counting the entries found (names are unique) spares a set of every manifest name.
     entries_seen = sum(map(operator.is_not, found_entries, itertools.repeat(None)))
-    # Changes and observations come out in account name order, and only entries whose
-    # account left the manifest, planned after the loop, need them sorted again.
-    in_order = selected is None and entries_seen == len(inventory.entries) and not manifest.removed
-    if not in_order:
+    nothing_left_over = (
+        selected is None and entries_seen == len(inventory.entries) and not manifest.removed
+    )
+    if not nothing_left_over:
         _plan_inventory_only(inputs, selected, draft)
 
     limit = (
@@ -166,12 +168,14 @@ def _make_plan(
         draft.changes, draft.blocked_deletes, inventory, limit, options.allow_deletes is not None
     )
     return Plan(
-        changes=tuple(draft.changes if in_order else sorted(draft.changes, key=_BY_ACCOUNT)),
+        changes=tuple(
+            draft.changes if nothing_left_over else sorted(draft.changes, key=_BY_ACCOUNT)
+        ),
         errors=tuple(sorted(draft.errors, key=_error_key)),
         warnings=tuple(draft.warnings),
         unmanaged=_unmanaged(manifest, inventory, inputs.index),
         observations=tuple(
-            draft.observations if in_order else sorted(draft.observations, key=_BY_ACCOUNT)
+            draft.observations if nothing_left_over else sorted(draft.observations, key=_BY_ACCOUNT)
         ),
         manifest_digest=manifest.digest,
         inventory_lineage=inventory.lineage,

@@ -231,3 +231,17 @@ def test_planner_deterministic(path: Path) -> None:
         inventory["entries"] = shuffler.sample(entries, len(entries))
         shuffled["inventory"] = inventory
         assert plan_case(shuffled) == expected, "plan depends on input order"
+
+
+@pytest.mark.parametrize(
+    "accounts",
+    [
+        [{"name": "ann"}, {"name": "ann", "email": "other@example.com"}],
+        [{"name": "ann", "email": "x@example.com"}, {"name": "bob", "email": "X@Example.com"}],
+    ],
+    ids=["names", "emails"],
+)
+def test_manifest_rejects_duplicates(accounts: list[dict[str, Any]]) -> None:
+    """The planner relies on unique names and emails, so a Manifest cannot hold duplicates."""
+    with pytest.raises(ValueError, match="unique names and unique emails"):
+        build_manifest({"manifest": {"accounts": accounts}})
