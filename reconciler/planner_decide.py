@@ -57,10 +57,12 @@ def decide_present(
     Python-level descriptor behind `.value` on Python 3.11.
     """
     # Errored accounts still report a grant, so the stale-plan check compares it later
-    # instead of seeing a grant "appear".
+    # instead of seeing a grant "appear". Without the recorded grant, that is the one the
+    # check would find by email.
     error = _identity_error(account, entry)
     if error is not None and entry is not None:
-        return Decision(error=error, grant=index.by_id(entry.grant_id))
+        recorded = index.by_id(entry.grant_id)
+        return Decision(error=error, grant=recorded or (matches[0] if matches else None))
     if len(matches) > 1:
         return Decision(error=_duplicates_error(account, matches), grant=matches[0])
     grant = matches[0] if matches else None

@@ -42,7 +42,10 @@ def decide_absent(
             )
             action, reason = Action.DELETE, Reason.ENSURE_ABSENT
         change = _entry_change(entry, action, reason, message, grant)
-        return Decision(change=change, grant=grant)
+        # With the recorded grant gone, a grant for the email is what the stale-plan check
+        # would find, so the observation records that one.
+        observed = grant or (matches[0] if matches else None)
+        return Decision(change=change, grant=observed)
     if matches:
         ids = ", ".join(grant.id for grant in matches)
         error = PlanError(

@@ -32,7 +32,9 @@ from reconciler.planfile import (
     write_plan_file,
 )
 from tests.test_planner import (
+    CASE_FILES,
     CASES_DIR,
+    build_grant,
     build_inventory,
     build_manifest,
     build_secrets,
@@ -342,6 +344,29 @@ def test_removed_entry_ignores_grant_for_its_email() -> None:
             Grant("g09", "google", "Dee@example.com", GrantStatus.VALID),
         ],
         manifest_accounts={"alice"},
+    )
+
+
+@pytest.mark.parametrize("path", CASE_FILES, ids=[path.stem for path in CASE_FILES])
+def test_plan_current_against_own_inputs(path: Path) -> None:
+    """Every planner case's plan is current in the world it was made from."""
+    case = load_case(path)
+    manifest = build_manifest(case)
+    document = plan_to_document(
+        plan_case(case),
+        plan_id="p",
+        created_at="2026-01-02T03:04:05Z",
+        tool_version="0.1.0",
+        manifest_path="grants.yaml",
+    )
+
+    check_plan_is_current(
+        document,
+        manifest_digest=manifest.digest,
+        inventory=build_inventory(case),
+        secrets=build_secrets(case, manifest),
+        grants=[build_grant(item) for item in case.get("grants", [])],
+        manifest_accounts={account.name for account in manifest.accounts},
     )
 
 
