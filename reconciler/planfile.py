@@ -238,7 +238,7 @@ def _change_from_dict(item: Mapping[str, Any]) -> Change:
 
 
 def _unplain(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Undo `_plain`: the planner keeps lists of scopes as tuples."""
+    """Undo `_plain`: the planner keeps scopes as tuples."""
     if attributes is None:
         return None
     return {

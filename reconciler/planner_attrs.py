@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from reconciler.model import Account, Grant, GrantStatus, InventoryEntry
@@ -33,7 +34,7 @@ _VALID = GrantStatus.VALID.value
 _GRANT_ID = operator.attrgetter("id")
 # What the email index holds for one email: a grant, or a tuple of several sorted by id.
 Found = Grant | tuple[Grant, ...] | None
-_NO_EMAILS: dict[str, Grant | tuple[Grant, ...]] = {}
+_NO_EMAILS: Mapping[str, Grant | tuple[Grant, ...]] = MappingProxyType({})
 
 
 def matches_of(found: Found) -> Sequence[Grant]:
@@ -100,7 +101,7 @@ class GrantIndex:
 
 
 def _collect_duplicates(group: list[Grant], emails: dict[str, Grant | tuple[Grant, ...]]) -> None:
-    """Replace the entry of every email that several grants in `group` share with all of them."""
+    """Store, for each email that several grants in `group` share, all of them sorted by id."""
     by_key: dict[str, list[Grant]] = {}
     for grant in group:
         by_key.setdefault(grant.email_key, []).append(grant)
