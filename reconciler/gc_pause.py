@@ -38,8 +38,8 @@ def _promote_young_objects() -> None:
     all: a whole plan, which cost the planner a tenth of its time at 100,000 accounts.
     `gc.freeze()` followed by `gc.unfreeze()` moves them, and any other thread's young
     objects, in constant time. CPython does not count moved objects towards its next full
-    collection, so a garbage cycle among them waits for one; the reconcile loop runs a full
-    collection between rounds.
+    collection, so a garbage cycle among them waits for one. The reconcile loop therefore
+    runs a full collection between rounds.
     """
     if gc.get_freeze_count():
         # Unfreezing would also release what a caller froze, for example before a fork.

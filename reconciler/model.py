@@ -20,7 +20,7 @@ EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 def _fold(email: str) -> str:
     """Return `email` case-folded, as the same object when folding changes nothing."""
     folded = email.casefold()
-    # Most addresses are lower case already; sharing the object saves a string per account.
+    # Most addresses are lower case already, so sharing the object saves a string per account.
     return email if folded == email else folded
 
 

@@ -32,7 +32,7 @@ ATTRIBUTE_KEYS = (
 # five times as much, which added up to a tenth of the planner's time.
 _VALID = GrantStatus.VALID.value
 _GRANT_ID = operator.attrgetter("id")
-# What the email index holds for one email: a grant, or a tuple of several sorted by id.
+# The email index's entry for one email: a grant, or a tuple of several sorted by id.
 Found = Grant | tuple[Grant, ...] | None
 _NO_EMAILS: Mapping[str, Grant | tuple[Grant, ...]] = MappingProxyType({})
 
@@ -78,7 +78,7 @@ class GrantIndex:
         """Return what the index holds for each account's provider and email, in order.
 
         `claimed` counts the grants returned. The lookups run in one tight pass, where the
-        processor overlaps their cache misses; `matches_of` turns each result into a sequence.
+        processor overlaps their cache misses. `matches_of` turns each result into a sequence.
         """
         by_email = self.by_email
         found = [
@@ -94,7 +94,7 @@ class GrantIndex:
     def by_id(self, grant_id: str) -> Grant | None:
         """Return the grant with this id, or None."""
         # Built on first use: a plan in which every account matches its grant by email
-        # never needs it, and at 100,000 grants it took a twentieth of the planner's time.
+        # never needs it, and at 100,000 grants it cost about 0.1 us per grant.
         if self._by_id is None:
             self._by_id = {grant.id: grant for grant in self._grants}
         return self._by_id.get(grant_id)

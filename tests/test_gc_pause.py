@@ -44,13 +44,13 @@ def test_pause_leaves_no_young_objects() -> None:
     gc.callbacks.append(record)
     try:
         with collector_paused():
-            kept = [[index] for index in range(50_000)]
+            allocated = [[index] for index in range(50_000)]
         after = [[index] for index in range(100)]
     finally:
         gc.callbacks.remove(record)
     assert generations == [], f"collections of generations {generations} ran after the pause"
     assert gc.get_freeze_count() == 0, "objects were left frozen"
-    assert len(kept) + len(after) == 50_100
+    assert len(allocated) + len(after) == 50_100
 
 
 def test_pause_keeps_a_callers_freeze() -> None:
@@ -59,12 +59,12 @@ def test_pause_keeps_a_callers_freeze() -> None:
     try:
         frozen = gc.get_freeze_count()
         with collector_paused():
-            kept = [[index] for index in range(1_000)]
+            allocated = [[index] for index in range(1_000)]
         assert gc.get_freeze_count() == frozen
         assert gc.isenabled()
     finally:
         gc.unfreeze()
-    assert len(kept) == 1_000
+    assert len(allocated) == 1_000
 
 
 def test_interrupt_while_promoting_leaves_nothing_frozen(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -309,8 +309,8 @@ def test_stale_grant_appeared() -> None:
 
 
 def test_removed_entry_ignores_grant_for_its_email() -> None:
-    """An entry gone from the manifest is matched by grant id only, so a plan that forgets it
-    stays current although another grant holds its email, as the planner saw."""
+    """An entry gone from the manifest is matched by grant id only, so its planned forget
+    stays current while another grant has its email, as at planning time."""
     case: dict[str, Any] = {
         "manifest": {"accounts": [{"name": "alice"}]},
         "inventory": {

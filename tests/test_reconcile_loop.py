@@ -289,7 +289,7 @@ def test_one_log_line_per_round(caplog: pytest.LogCaptureFixture) -> None:
     assert levels == [logging.INFO, logging.WARNING, logging.ERROR, logging.WARNING]
 
 
-def test_cycles_of_a_paused_round_freed_before_the_wait() -> None:
+def test_loop_frees_round_cycles() -> None:
     """A round's pause moves its garbage cycles to the oldest generation; the loop frees them."""
     stop = threading.Event()
     probes: list[weakref.ref[object]] = []
