@@ -37,6 +37,7 @@ from reconciler.planfile_check import check_plan_is_current
 __all__ = [
     "FORMAT_VERSION",
     "PlanFileError",
+    "changes_and_errors",
     "check_plan_is_current",
     "document_checksum",
     "document_to_plan",
@@ -55,9 +56,19 @@ class PlanFileError(ReconcilerError):
 
 
 def plan_to_document(
-    plan: Plan, *, plan_id: str, created_at: str, tool_version: str, manifest_path: str
+    plan: Plan,
+    *,
+    plan_id: str,
+    created_at: str,
+    tool_version: str,
+    manifest_path: str,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Serialize `plan` as a saved-plan document, checksum included."""
+    """Serialize `plan` as a saved-plan document, checksum included.
+
+    `options` are the plan flags it was made with (see `plan.schema.json`). Apply plans
+    again with them and compares the changes.
+    """
     document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "plan_id": plan_id,
@@ -79,8 +90,18 @@ def plan_to_document(
         "unmanaged": [_grant_to_dict(grant) for grant in plan.unmanaged],
         "summary": summarize(plan),
     }
+    if options is not None:
+        document["options"] = dict(options)
     document["checksum"] = document_checksum(document)
     return document
+
+
+def changes_and_errors(plan: Plan) -> dict[str, Any]:
+    """Return the changes and errors of `plan` as a saved-plan document records them."""
+    return {
+        "changes": [_change_to_dict(change) for change in plan.changes],
+        "errors": [_error_to_dict(error) for error in plan.errors],
+    }
 
 
 def summarize(plan: Plan) -> dict[str, int]:

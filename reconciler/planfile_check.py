@@ -64,6 +64,44 @@ def check_plan_is_current(
         )
 
 
+def check_plan_matches(
+    document: Mapping[str, Any],
+    fresh: Mapping[str, Any],
+    *,
+    manifest_path: str,
+    plan_path: str | None = None,
+) -> None:
+    """Raise `StalePlanError` unless `fresh`, a plan of the same inputs, has the same changes.
+
+    `fresh` contains the changes and errors of a plan made now with the saved plan's flags
+    (`planfile.changes_and_errors`). The planner is deterministic, so after the stale-plan
+    check they match, unless the file was edited and its checksum made again, or an input
+    that check does not compare moved (such as a grant's scopes).
+    """
+    saved_changes = {change["account"]: change for change in document["changes"]}
+    fresh_changes = {change["account"]: change for change in fresh["changes"]}
+    differ = sorted(
+        name
+        for name in saved_changes.keys() | fresh_changes.keys()
+        if saved_changes.get(name) != fresh_changes.get(name)
+    )
+    errors_differ = list(document["errors"]) != list(fresh["errors"])
+    if not differ and not errors_differ and len(saved_changes) == len(document["changes"]):
+        return
+    named = ", ".join(repr(name) for name in differ[:5]) or "its errors"
+    more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
+    raise StalePlanError(
+        f"The saved plan does not match a plan of the same inputs made now: {named}{more} "
+        "differ. The file was edited after it was written, or an input the stale-plan "
+        "check does not compare moved, such as a grant's scopes.",
+        hint=(
+            f"run `grantctl plan {shlex.quote(manifest_path)} --out "
+            f"{shlex.quote(plan_path or 'PLAN')}` again, review the new plan, and apply "
+            "that one"
+        ),
+    )
+
+
 def _manifest_moved(document: Mapping[str, Any], digest: str, manifest_path: str) -> list[str]:
     planned, planned_path = document["manifest"]["digest"], document["manifest"]["path"]
     if planned == digest:

@@ -100,20 +100,23 @@ def plan_from_inputs(manifest: Manifest, inputs: PlanInputs, flags: PlanFlags) -
     return make_plan(manifest, inputs.inventory, inputs.secrets, inputs.grants, plan_options(flags))
 
 
-def plan_document(plan: Plan, manifest_path: str) -> dict[str, Any]:
+def plan_document(plan: Plan, manifest_path: str, flags: PlanFlags | None = None) -> dict[str, Any]:
     """Return the saved-plan document of `plan`, stamped with the current time.
 
     The plan id is derived from the content, so the same inputs give the same document
     except for `created_at`, and a reviewer can tell two identical plans apart from two
     different ones by id alone. `manifest_path` is recorded as given, so `grantctl apply
-    PLAN` run from the same directory finds the manifest again.
+    PLAN` run from the same directory finds the manifest again. `flags` are recorded, so
+    that apply can plan again with them and compare; None records none.
     """
+    options = flags_to_options(flags) if flags is not None else None
     unstamped = plan_to_document(
         plan,
         plan_id="",
         created_at="",
         tool_version=__version__,
         manifest_path=manifest_path,
+        options=options,
     )
     content_digest = document_checksum(unstamped).removeprefix("sha256:")
     return plan_to_document(
@@ -122,6 +125,31 @@ def plan_document(plan: Plan, manifest_path: str) -> dict[str, Any]:
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         tool_version=__version__,
         manifest_path=manifest_path,
+        options=options,
+    )
+
+
+def flags_to_options(flags: PlanFlags) -> dict[str, Any]:
+    """Return the `options` record of a saved plan made with `flags`."""
+    return {
+        "targets": list(flags.targets),
+        "excludes": list(flags.excludes),
+        "replace": list(flags.replace),
+        "allow_deletes": flags.allow_deletes,
+        "retry_quarantined": flags.retry_quarantined,
+    }
+
+
+def options_to_flags(options: Mapping[str, Any] | None) -> PlanFlags:
+    """Return the plan flags an `options` record names; no flags for a plan without one."""
+    if options is None:
+        return PlanFlags()
+    return PlanFlags(
+        replace=tuple(options["replace"]),
+        targets=tuple(options["targets"]),
+        excludes=tuple(options["excludes"]),
+        allow_deletes=options["allow_deletes"],
+        retry_quarantined=options["retry_quarantined"],
     )
 
 

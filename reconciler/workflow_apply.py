@@ -18,10 +18,10 @@ from typing import Any, Protocol
 from reconciler.errors import ConfigError, InterruptedRunError, ReconcilerError
 from reconciler.executor import ApplyOptions, apply_plan
 from reconciler.model import ApplyResult, ChangeResult, Inventory, Manifest, Plan
-from reconciler.planfile import document_to_plan, read_plan_file
-from reconciler.planfile_check import check_plan_is_current
+from reconciler.planfile import changes_and_errors, document_to_plan, read_plan_file
+from reconciler.planfile_check import check_plan_is_current, check_plan_matches
 from reconciler.signals import stop_on_signals
-from reconciler.workflow import gather_inputs, plan_from_inputs
+from reconciler.workflow import gather_inputs, options_to_flags, plan_from_inputs
 from reconciler.workflow_clients import Clients, load_checked_manifest, open_clients
 from reconciler.workflow_settings import PlanFlags, RunSettings
 
@@ -123,6 +123,15 @@ def apply_saved_plan(
             secrets=inputs.secrets,
             grants=inputs.grants,
             manifest_accounts={account.name for account in manifest.accounts},
+            manifest_path=manifest.path,
+            plan_path=plan_path,
+        )
+        # A checksum anyone can compute proves no review: the saved changes must be the ones
+        # grantctl plans now from the same inputs, with the flags the plan was made with.
+        fresh = plan_from_inputs(manifest, inputs, options_to_flags(document.get("options")))
+        check_plan_matches(
+            document,
+            json.loads(json.dumps(changes_and_errors(fresh))),
             manifest_path=manifest.path,
             plan_path=plan_path,
         )

@@ -172,6 +172,42 @@ def test_resealed_tampered_plan(world: Scenario) -> None:
     assert world.emulator.grants() == []
 
 
+def test_resealed_plan_deleting_unmanaged_grant(world: Scenario) -> None:
+    """A reviewed connect edited into a delete of a grant grantctl does not manage, with a
+    recomputed checksum, is rejected and deletes nothing."""
+    victim = world.emulator.add_grant(provider="google", email="victim@example.com")
+    document = saved_plan(world)
+    change = document["changes"][0]
+    change.update(action="delete", reason="removed_from_manifest", grant_id=victim["id"])
+    write_plan(world, document, reseal=True)
+
+    assert_rejected(world.grantctl("apply", "plan.json"), "does not match", "'leyah'")
+    assert [grant["id"] for grant in world.emulator.grants()] == [victim["id"]]
+
+
+def test_resealed_plan_reading_other_secret(world: Scenario) -> None:
+    """A connect edited to send a secret outside the manifest's prefix is rejected."""
+    document = saved_plan(world)
+    document["changes"][0]["vault_path"] = "prod/ceo"
+    write_plan(world, document, reseal=True)
+
+    assert_rejected(world.grantctl("apply", "plan.json"), "does not match")
+    assert world.emulator.grants() == []
+
+
+def test_targeted_saved_plan_applies(world: Scenario) -> None:
+    """Apply plans again with the saved plan's flags, so a partial plan still matches."""
+    world.add_account("bram")
+    world.write_manifest()
+    planned = world.grantctl("plan", "grants.yaml", "--target", "bram", "--out", "plan.json")
+    assert planned.returncode == 0, planned.stderr
+
+    applied = world.grantctl("apply", "plan.json", "--auto-approve")
+
+    assert applied.returncode == 0, applied.stderr
+    assert [grant["email"] for grant in world.emulator.grants()] == ["bram@example.com"]
+
+
 def test_newer_plan_format(world: Scenario) -> None:
     """A plan written by a newer grantctl names both format versions."""
     document = saved_plan(world)

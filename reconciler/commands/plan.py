@@ -88,7 +88,7 @@ def plan_command(
     # of CPU time to build for 10,000 accounts on the benchmark machine.
     document: dict[str, Any] = {}
     if out is not None or output_format == "json":
-        document = plan_document(run.plan, manifest)
+        document = plan_document(run.plan, manifest, settings.plan)
     if out is not None:
         write_plan_file(Path(out), document)
     color = use_color(no_color)
