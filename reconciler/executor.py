@@ -29,6 +29,7 @@ from reconciler.model import (
     Manifest,
     Outcome,
     Plan,
+    Reason,
     owner_state,
 )
 from reconciler.protocols import GrantsAPI, SecretStore, StateBackend
@@ -243,8 +244,7 @@ class _Run:
         if change.action is Action.DELETE:
             return self._delete(change)
         if change.action is Action.FORGET:
-            message = "the grant is kept but no longer managed"
-            return JournalRecord(result=_done(change, message), remove=True)
+            return JournalRecord(result=_done(change, _forget_message(change)), remove=True)
         if change.action is Action.ADOPT:
             return self._adopt(change, context)
         raise ReconcilerError(f"action {change.action.value!r} cannot be applied")
@@ -412,3 +412,12 @@ def _call_safely(callback: Callable[[Any], None], value: Any) -> None:
         callback(value)
     except Exception:  # a broken progress display must not fail the apply
         LOGGER.warning("apply event callback failed", exc_info=True)
+
+
+def _forget_message(change: Change) -> str:
+    """Return what a forget did, which depends on whether the account's grant still exists."""
+    if not change.grant_id:
+        return "the inventory entry is removed, because the account never had a grant"
+    if change.reason is Reason.REMOVED_KEEP_GRANT:
+        return "the grant is kept but no longer managed"
+    return f"the inventory entry is removed, because grant {change.grant_id} no longer exists"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.executor import ApplyOptions
-from reconciler.model import Action, Outcome
+from reconciler.executor import ApplyOptions, _forget_message
+from reconciler.model import Action, Outcome, Reason
 from reconciler.render.apply import render_apply_text
 from reconciler.verify import MAX_CONNECT_ATTEMPTS
 from tests.executor_support import World, account, change
@@ -293,3 +293,18 @@ def test_stop_event_leaves_rest_not_attempted(tmp_path: Path) -> None:
     assert 1 <= done <= 4
     assert result.count(Outcome.NOT_ATTEMPTED) == 20 - done
     assert len(world.state.read().entries) == done
+
+
+@pytest.mark.parametrize(
+    ("reason", "grant_id", "expected"),
+    [
+        (Reason.REMOVED_KEEP_GRANT, "g-1", "the grant is kept but no longer managed"),
+        (Reason.GRANT_DELETED_OUTSIDE, "g-1", "because grant g-1 no longer exists"),
+        (Reason.GRANT_DELETED_OUTSIDE, "", "because the account never had a grant"),
+    ],
+    ids=["kept", "gone", "never"],
+)
+def test_forget_message_by_case(reason: Reason, grant_id: str, expected: str) -> None:
+    """A forget's result says whether the grant is kept, gone, or never existed."""
+    forget = change(account("erin"), Action.FORGET, version=None, reason=reason, grant_id=grant_id)
+    assert expected in _forget_message(forget)
