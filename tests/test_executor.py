@@ -305,6 +305,6 @@ def test_stop_event_leaves_rest_not_attempted(tmp_path: Path) -> None:
     ids=["kept", "gone", "never"],
 )
 def test_forget_message_by_case(reason: Reason, grant_id: str, expected: str) -> None:
-    """A forget's result says whether the grant is kept, gone, or never existed."""
+    """A forget's result message names whether the grant is kept, gone, or never existed."""
     forget = change(account("erin"), Action.FORGET, version=None, reason=reason, grant_id=grant_id)
     assert expected in _forget_message(forget)
