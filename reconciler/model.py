@@ -7,6 +7,7 @@ Nothing in this module performs I/O, and no value here ever contains a secret.
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 from collections.abc import Mapping
@@ -191,10 +192,17 @@ class Manifest:
     def __post_init__(self) -> None:
         # The loader reports duplicates with their lines before building a Manifest. This
         # check covers manifests built in code, because the planner relies on both rules.
-        names = {account.name for account in self.accounts}
-        emails = {account.email_key for account in self.accounts}
-        if len(names) < len(self.accounts) or len(emails) < len(self.accounts):
-            raise ValueError("manifest accounts must have unique names and unique emails")
+        for kind, values in (
+            ("name", [account.name for account in self.accounts]),
+            ("email", [account.email_key for account in self.accounts]),
+        ):
+            if len(set(values)) < len(values):
+                counts = collections.Counter(values)
+                repeated = sorted(value for value, count in counts.items() if count > 1)
+                raise ValueError(
+                    f"duplicate account {kind} {repeated[0]!r}: manifest accounts must have "
+                    "unique names and unique emails"
+                )
 
     def account(self, name: str) -> Account | None:
         """Return the account called `name`, or None."""

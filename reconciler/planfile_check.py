@@ -56,12 +56,15 @@ def check_plan_is_current(
         lines = "\n".join(f"  - {line}" for line in moved)
         raise StalePlanError(
             f"The saved plan is stale: {count} {noun} changed since it was made.\n{lines}",
-            hint=(
-                f"run `grantctl plan {shlex.quote(manifest_path)} --out "
-                f"{shlex.quote(plan_path or 'PLAN')}` again, review the new plan, and apply "
-                "that one"
-            ),
+            hint=_replan_hint(manifest_path, plan_path),
         )
+
+
+def _replan_hint(manifest_path: str, plan_path: str | None) -> str:
+    return (
+        f"run `grantctl plan {shlex.quote(manifest_path)} --out "
+        f"{shlex.quote(plan_path or 'PLAN')}` again, review the new plan, and apply that one"
+    )
 
 
 def check_plan_matches(
@@ -86,6 +89,7 @@ def check_plan_matches(
         if saved_changes.get(name) != fresh_changes.get(name)
     )
     errors_differ = list(document["errors"]) != list(fresh["errors"])
+    # An edited file could also list one account twice, which the mapping above hides.
     if not differ and not errors_differ and len(saved_changes) == len(document["changes"]):
         return
     named = ", ".join(repr(name) for name in differ[:5]) or "its errors"
@@ -94,11 +98,7 @@ def check_plan_matches(
         f"The saved plan does not match a plan of the same inputs made now: {named}{more} "
         "differ. The file was edited after it was written, or an input the stale-plan "
         "check does not compare moved, such as a grant's scopes.",
-        hint=(
-            f"run `grantctl plan {shlex.quote(manifest_path)} --out "
-            f"{shlex.quote(plan_path or 'PLAN')}` again, review the new plan, and apply "
-            "that one"
-        ),
+        hint=_replan_hint(manifest_path, plan_path),
     )
 
 
