@@ -32,8 +32,8 @@ def check_plan_is_current(
 
     `secrets` maps account names to their current Vault metadata; an account missing from
     it is not compared, so apply may omit accounts whose secret it does not read.
-    `manifest_accounts` names the manifest's accounts: only those are matched to grants by
-    email, so only for them does a grant that appeared since the plan matter.
+    `manifest_accounts` names the manifest's accounts. Only those are matched to grants by
+    email, so a grant that appeared since the plan counts only for them.
     `manifest_path` is the manifest apply read (default: the one the plan records) and
     `plan_path` the plan file; both go into the message and its next step.
     """

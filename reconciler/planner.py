@@ -268,7 +268,7 @@ def _plan_account(
 ) -> None:
     """Plan one manifest account, recording what was observed for it.
 
-    `entry` and `found_secret` are the account's inventory entry and Vault metadata, if any;
+    `entry` and `found_secret` are the account's inventory entry and Vault metadata, if any.
     `matches` are the grants with its provider and email, sorted by id.
     """
     secret = found_secret or SecretVersion(
@@ -344,7 +344,7 @@ def _observe(account: Account, secret: SecretVersion, grant: Grant | None) -> Ob
 def _plan_inventory_only(inputs: _Inputs, selected: set[str] | None, draft: _Draft) -> None:
     """Plan inventory entries whose account is no longer in `accounts:`.
 
-    `selected` contains the account names the plan considers; None selects every account.
+    `selected` contains the account names the plan considers. None selects every account.
     """
     manifest, inventory, index = inputs.manifest, inputs.inventory, inputs.index
     in_manifest = {account.name for account in manifest.accounts}

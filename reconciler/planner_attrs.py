@@ -75,7 +75,7 @@ class GrantIndex:
         return len(self._grants)
 
     def claim_all(self, accounts: Sequence[Account]) -> list[Found]:
-        """Return what the index holds for each account's provider and email, in order.
+        """Return the index entry for each account's provider and email, in order.
 
         `claimed` counts the grants returned. The lookups run in one tight pass, where the
         processor overlaps their cache misses. `matches_of` turns each result into a sequence.
@@ -87,7 +87,7 @@ class GrantIndex:
         ]
         self.claimed += sum(map(operator.is_not, found, itertools.repeat(None)))
         if self._shared:
-            # Emails that several grants share hold a tuple: count each of its grants.
+            # Emails that several grants share map to a tuple, so count each of its grants.
             self.claimed += sum(len(item) - 1 for item in found if isinstance(item, tuple))
         return found
 

@@ -57,8 +57,8 @@ def decide_present(
     Python-level descriptor behind `.value` on Python 3.11.
     """
     # Errored accounts still report a grant, so the stale-plan check compares it later
-    # instead of seeing a grant "appear". Without the recorded grant, that is the one the
-    # check would find by email.
+    # instead of seeing a grant "appear". When the recorded grant is gone, the grant that
+    # matches by email is reported, because that is the one the check finds.
     error = _identity_error(account, entry)
     if error is not None and entry is not None:
         recorded = index.by_id(entry.grant_id)

@@ -107,7 +107,7 @@ def plan_document(plan: Plan, manifest_path: str, flags: PlanFlags | None = None
     except for `created_at`, and a reviewer can tell two identical plans apart from two
     different ones by id alone. `manifest_path` is recorded as given, so `grantctl apply
     PLAN` run from the same directory finds the manifest again. `flags` are recorded, so
-    that apply can plan again with them and compare; None records none.
+    that apply can plan again with them and compare. With None, no flags are recorded.
     """
     options = flags_to_options(flags) if flags is not None else None
     unstamped = plan_to_document(
@@ -141,7 +141,7 @@ def flags_to_options(flags: PlanFlags) -> dict[str, Any]:
 
 
 def options_to_flags(options: Mapping[str, Any] | None) -> PlanFlags:
-    """Return the plan flags an `options` record names; no flags for a plan without one."""
+    """Return the plan flags an `options` record names, or no flags when there is none."""
     if options is None:
         return PlanFlags()
     return PlanFlags(

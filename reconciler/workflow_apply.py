@@ -126,8 +126,8 @@ def apply_saved_plan(
             manifest_path=manifest.path,
             plan_path=plan_path,
         )
-        # A checksum anyone can compute proves no review: the saved changes must be the ones
-        # grantctl plans now from the same inputs, with the flags the plan was made with.
+        # Anyone can compute the checksum again, so it does not show that the file is the one
+        # reviewed. The saved changes must be those planned now, with the plan's own flags.
         fresh = plan_from_inputs(manifest, inputs, options_to_flags(document.get("options")))
         check_plan_matches(
             document,

@@ -242,6 +242,6 @@ def test_planner_deterministic(path: Path) -> None:
     ids=["names", "emails"],
 )
 def test_manifest_rejects_duplicates(accounts: list[dict[str, Any]]) -> None:
-    """The planner relies on unique names and emails, so a Manifest cannot hold duplicates."""
+    """The planner relies on unique names and emails, so a Manifest cannot contain duplicates."""
     with pytest.raises(ValueError, match="unique names and unique emails"):
         build_manifest({"manifest": {"accounts": accounts}})

@@ -290,7 +290,7 @@ def test_one_log_line_per_round(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_loop_frees_round_cycles() -> None:
-    """A round's pause moves its garbage cycles to the oldest generation; the loop frees them."""
+    """A round's pause moves its cycles to the oldest generation, then the loop frees them."""
     stop = threading.Event()
     probes: list[weakref.ref[object]] = []
     alive_at_wait: list[bool] = []
